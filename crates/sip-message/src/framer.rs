@@ -1,0 +1,1 @@
+//! Framing SIP messages out of a byte stream (TCP, TLS).
