@@ -1,0 +1,163 @@
+//! Timer values and layer limits.
+
+use std::time::Duration;
+
+/// RFC 3261 timer base values; every §17 timer derives from these (table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// RTT estimate (default 500 ms): first retransmission interval, and 64×T1 is the
+    /// transaction timeout.
+    pub t1: Duration,
+    /// Cap on non-INVITE request and INVITE response retransmission intervals (default 4 s).
+    pub t2: Duration,
+    /// Maximum time a message stays in the network (default 5 s): timers I and K.
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Upper bound on T1, T2, T4 and the Trying delay: larger values are surely a unit
+/// mistake, and bounding them keeps deadline arithmetic far from overflow.
+const MAX_TIMER: Duration = Duration::from_secs(3600);
+
+/// RFC 3261 §17.1.1.2: timer D is "at least 32 seconds" over unreliable transports.
+const MIN_TIMER_D: Duration = Duration::from_secs(32);
+
+impl Timers {
+    /// 64×T1: timers B, F, H, J, L, M.
+    pub(crate) fn transaction_timeout(&self) -> Duration {
+        self.t1.saturating_mul(64)
+    }
+
+    /// Timer D, stretched past 32 s when T1 is raised so the client still outlives the
+    /// server's retransmissions of its final response.
+    pub(crate) fn timer_d(&self) -> Duration {
+        MIN_TIMER_D.max(self.transaction_timeout())
+    }
+}
+
+/// Configuration of a [`TransactionLayer`](crate::TransactionLayer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub timers: Timers,
+    /// How long an INVITE server transaction waits for the TU's first response before
+    /// sending 100 (Trying) itself (RFC 3261 §17.2.1: 200 ms). Zero sends it at once.
+    pub invite_trying_delay: Duration,
+    /// Most transactions (client and server) alive at once; past it new ones are refused.
+    pub max_transactions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timers: Timers::default(),
+            invite_trying_delay: Duration::from_millis(200),
+            max_transactions: 100_000,
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// T1 must be positive: it paces every retransmission.
+    ZeroT1,
+    /// T2 caps intervals that start at T1, so it cannot be below T1.
+    T2BelowT1,
+    /// A timer or the Trying delay exceeds one hour.
+    TimerTooLong,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ZeroT1 => "T1 must be positive",
+            Self::T2BelowT1 => "T2 must not be below T1",
+            Self::TimerTooLong => "timers must not exceed one hour",
+        })
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let Timers { t1, t2, t4 } = self.timers;
+        if t1.is_zero() {
+            return Err(ConfigError::ZeroT1);
+        }
+        if t2 < t1 {
+            return Err(ConfigError::T2BelowT1);
+        }
+        if [t1, t2, t4, self.invite_trying_delay]
+            .iter()
+            .any(|d| *d > MAX_TIMER)
+        {
+            return Err(ConfigError::TimerTooLong);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_rfc_3261() {
+        let timers = Timers::default();
+        assert_eq!(timers.transaction_timeout(), Duration::from_secs(32));
+        assert_eq!(timers.timer_d(), Duration::from_secs(32));
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn timer_d_grows_with_t1() {
+        let timers = Timers {
+            t1: Duration::from_secs(1),
+            ..Timers::default()
+        };
+        assert_eq!(timers.timer_d(), Duration::from_secs(64));
+    }
+
+    #[test]
+    fn rejects_nonsense_timers() {
+        let with = |timers| Config {
+            timers,
+            ..Config::default()
+        };
+        let base = Timers::default();
+        assert_eq!(
+            with(Timers {
+                t1: Duration::ZERO,
+                ..base
+            })
+            .validate(),
+            Err(ConfigError::ZeroT1)
+        );
+        assert_eq!(
+            with(Timers {
+                t2: Duration::from_millis(100),
+                ..base
+            })
+            .validate(),
+            Err(ConfigError::T2BelowT1)
+        );
+        assert_eq!(
+            with(Timers {
+                t4: Duration::from_secs(7200),
+                ..base
+            })
+            .validate(),
+            Err(ConfigError::TimerTooLong)
+        );
+    }
+}
