@@ -1,0 +1,505 @@
+//! Building messages: responses (RFC 3261 §8.2.6), forwarded requests
+//! (§16.6, RFC 3581), ACK for non-2xx (§17.1.1.3), CANCEL (§9.1), and new
+//! requests.
+//!
+//! Header names and values given to builders are written as is: the caller
+//! must not pass CR or LF in them.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, ParseError};
+use crate::header::HeaderName;
+use crate::message::Message;
+use crate::scan::CommaSplit;
+use crate::values::{reason_phrase, Method};
+use crate::via::Via;
+
+fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn finish(out: &mut Vec<u8>, body: &[u8]) {
+    let mut length = String::with_capacity(8);
+    let _ = write!(length, "{}", body.len());
+    write_header(out, b"Content-Length", length.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Whether header `name` (as written) matches the caller-supplied `wanted`
+/// name, so compact and long forms are treated alike.
+fn same_header(entry: HeaderName, raw_name: &[u8], wanted: &str) -> bool {
+    let resolved = HeaderName::from_bytes(wanted.as_bytes());
+    entry == resolved
+        && (resolved != HeaderName::Other || raw_name.eq_ignore_ascii_case(wanted.as_bytes()))
+}
+
+/// Builds a response to a request (from [`Message::response`]).
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder<'a> {
+    request: &'a Message,
+    status: u16,
+    reason: String,
+    to_tag: Option<String>,
+    extra_headers: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl<'a> ResponseBuilder<'a> {
+    /// Overrides the default reason phrase.
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.reason = reason.to_owned();
+        self
+    }
+
+    /// Adds `;tag=<tag>` to To, unless the request's To already has a tag.
+    pub fn to_tag(mut self, tag: &str) -> Self {
+        self.to_tag = Some(tag.to_owned());
+        self
+    }
+
+    /// Adds a header line after the copied ones.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        write_header(&mut self.extra_headers, name.as_bytes(), value.as_ref());
+        self
+    }
+
+    /// Sets the body (add a Content-Type with [`header`](Self::header)).
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
+        self.body = body.as_ref().to_vec();
+        self
+    }
+
+    /// The response bytes: status line, all Via lines in order, From, To
+    /// (tagged if asked), Call-ID, CSeq, extra headers, Content-Length, body.
+    pub fn build(&self) -> Vec<u8> {
+        let request = self.request;
+        let mut out = Vec::with_capacity(256 + self.extra_headers.len() + self.body.len());
+        let _ = write!(
+            ByteWriter(&mut out),
+            "SIP/2.0 {} {}\r\n",
+            self.status,
+            self.reason
+        );
+        for value in request.headers_named(HeaderName::Via) {
+            write_header(&mut out, b"Via", value);
+        }
+        if let Some(from) = request.header(HeaderName::From) {
+            write_header(&mut out, b"From", from);
+        }
+        if let Some(to) = request.header(HeaderName::To) {
+            out.extend_from_slice(b"To: ");
+            out.extend_from_slice(to);
+            if let Some(tag) = &self.to_tag {
+                if request.to_tag().is_none() {
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(tag.as_bytes());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(call_id) = request.header(HeaderName::CallId) {
+            write_header(&mut out, b"Call-ID", call_id);
+        }
+        if let Some(cseq) = request.header(HeaderName::CSeq) {
+            write_header(&mut out, b"CSeq", cseq);
+        }
+        out.extend_from_slice(&self.extra_headers);
+        finish(&mut out, &self.body);
+        out
+    }
+
+    /// [`build`](Self::build) as [`Bytes`].
+    pub fn build_bytes(&self) -> Bytes {
+        Bytes::from(self.build())
+    }
+}
+
+/// `fmt::Write` into a byte vector (for numbers and status lines).
+struct ByteWriter<'v>(&'v mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Builds the request a proxy forwards (from [`Message::forward`]).
+///
+/// Untouched header lines are copied byte for byte, in order.
+#[derive(Debug, Clone)]
+pub struct ForwardBuilder<'a> {
+    request: &'a Message,
+    request_uri: Option<String>,
+    new_via: Option<String>,
+    received_from: Option<(IpAddr, u16)>,
+    record_routes: Vec<String>,
+    paths: Vec<String>,
+    remove_top_route: bool,
+    removed: Vec<String>,
+    added: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+}
+
+impl<'a> ForwardBuilder<'a> {
+    /// Rewrites the Request-URI.
+    pub fn request_uri(mut self, uri: &str) -> Self {
+        self.request_uri = Some(uri.to_owned());
+        self
+    }
+
+    /// Pushes a new top Via value, e.g. `SIP/2.0/UDP proxy.example.com;branch=z9hG4bK1`.
+    pub fn push_via(mut self, value: &str) -> Self {
+        self.new_via = Some(value.to_owned());
+        self
+    }
+
+    /// Stamps the received request's top Via with the packet's source
+    /// (RFC 3261 §18.2.1, RFC 3581): `received=<ip>` when the sent-by host
+    /// differs or `rport` is present, and `rport=<port>` when `rport` is present.
+    pub fn received_from(mut self, ip: IpAddr, port: u16) -> Self {
+        self.received_from = Some((ip, port));
+        self
+    }
+
+    /// Adds a Record-Route value (e.g. `<sip:proxy.example.com;lr>`) on top.
+    /// Called several times, the values appear in call order.
+    pub fn record_route(mut self, value: &str) -> Self {
+        self.record_routes.push(value.to_owned());
+        self
+    }
+
+    /// Adds a Path value (RFC 3327) on top.
+    pub fn path(mut self, value: &str) -> Self {
+        self.paths.push(value.to_owned());
+        self
+    }
+
+    /// Removes the first Route value (the proxy's own, RFC 3261 §16.4).
+    pub fn remove_top_route(mut self) -> Self {
+        self.remove_top_route = true;
+        self
+    }
+
+    /// Removes every header line with this name (compact forms included).
+    pub fn remove_header(mut self, name: &str) -> Self {
+        self.removed.push(name.to_owned());
+        self
+    }
+
+    /// Replaces every header line with this name by one line with `value`.
+    pub fn set_header(self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.remove_header(name).add_header(name, value)
+    }
+
+    /// Appends a header line.
+    pub fn add_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.added.push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
+        self.body = Some(body.as_ref().to_vec());
+        self
+    }
+
+    fn stamped_top_via(
+        &self,
+        value: &[u8],
+        value_offset: usize,
+        ip: IpAddr,
+        port: u16,
+    ) -> Result<Vec<u8>, ParseError> {
+        let (element, element_offset) = CommaSplit::new(value, value_offset)
+            .next()
+            .ok_or_else(|| ParseError::new(ErrorKind::EmptyValue, value_offset))?;
+        let via = Via::parse(element, element_offset).map_err(|e| e.in_header(HeaderName::Via))?;
+        let params_start = element.len().saturating_sub(via.params().as_bytes().len());
+        let mut out = Vec::with_capacity(value.len() + 48);
+        let prefix_len = element_offset - value_offset;
+        out.extend_from_slice(value.get(..prefix_len).unwrap_or_default());
+        out.extend_from_slice(element.get(..params_start).unwrap_or_default());
+        let mut params_text = String::new();
+        for param in via.params().iter() {
+            if param.name.eq_ignore_ascii_case("received")
+                || param.name.eq_ignore_ascii_case("rport")
+            {
+                continue;
+            }
+            out.push(b';');
+            out.extend_from_slice(param.name.as_bytes());
+            if let Some(v) = param.value {
+                out.push(b'=');
+                out.extend_from_slice(v);
+            }
+        }
+        let wants_rport = via.rport().is_some() || via.params().contains("rport");
+        let same_host = via.host().ip() == Some(ip);
+        if wants_rport || !same_host {
+            let _ = write!(params_text, ";received={ip}");
+        }
+        if wants_rport {
+            let _ = write!(params_text, ";rport={port}");
+        }
+        out.extend_from_slice(params_text.as_bytes());
+        let rest_start = prefix_len + element.len();
+        out.extend_from_slice(value.get(rest_start..).unwrap_or_default());
+        Ok(out)
+    }
+
+    /// The forwarded request. Fails if Max-Forwards is malformed or 0
+    /// (answer 483 instead), or if the top Via to stamp does not parse.
+    pub fn build(&self) -> Result<Vec<u8>, ParseError> {
+        let request = self.request;
+        let (Some(method), Some(original_uri)) = (request.method(), request.request_uri_raw())
+        else {
+            return Err(ParseError::new(ErrorKind::WrongMessageType, 0));
+        };
+        let max_forwards = request.max_forwards()?;
+        if max_forwards == Some(0) {
+            let offset = request
+                .headers()
+                .find(|h| h.name == HeaderName::MaxForwards)
+                .map_or(0, |h| h.offset);
+            return Err(ParseError::new(ErrorKind::NumberOutOfRange, offset)
+                .in_header(HeaderName::MaxForwards));
+        }
+        let body = self.body.as_deref().unwrap_or(request.body());
+        let mut out = Vec::with_capacity(request.as_bytes().len() + 256);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        match &self.request_uri {
+            Some(uri) => out.extend_from_slice(uri.as_bytes()),
+            None => out.extend_from_slice(original_uri),
+        }
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        if let Some(via) = &self.new_via {
+            write_header(&mut out, b"Via", via.as_bytes());
+        }
+        let (mut seen_via, mut seen_max_forwards, mut seen_route) = (false, false, false);
+        let (mut record_routes_written, mut paths_written) = (false, false);
+        for header in request.headers() {
+            if self
+                .removed
+                .iter()
+                .any(|name| same_header(header.name, header.raw_name, name))
+            {
+                continue;
+            }
+            match header.name {
+                HeaderName::Via if !seen_via => {
+                    seen_via = true;
+                    match self.received_from {
+                        Some((ip, port)) => {
+                            let stamped =
+                                self.stamped_top_via(header.value, header.offset, ip, port)?;
+                            write_header(&mut out, header.raw_name, &stamped);
+                        }
+                        None => write_header(&mut out, header.raw_name, header.value),
+                    }
+                    continue;
+                }
+                HeaderName::MaxForwards if !seen_max_forwards => {
+                    seen_max_forwards = true;
+                    let decremented = max_forwards.unwrap_or(70).saturating_sub(1);
+                    write_header(
+                        &mut out,
+                        header.raw_name,
+                        decremented.to_string().as_bytes(),
+                    );
+                    continue;
+                }
+                HeaderName::Route if self.remove_top_route && !seen_route => {
+                    seen_route = true;
+                    let rest: Vec<&[u8]> = CommaSplit::new(header.value, header.offset)
+                        .skip(1)
+                        .map(|(v, _)| v)
+                        .collect();
+                    if !rest.is_empty() {
+                        write_header(&mut out, header.raw_name, &rest.join(&b", "[..]));
+                    }
+                    continue;
+                }
+                HeaderName::RecordRoute if !record_routes_written => {
+                    record_routes_written = true;
+                    for value in &self.record_routes {
+                        write_header(&mut out, b"Record-Route", value.as_bytes());
+                    }
+                }
+                HeaderName::Path if !paths_written => {
+                    paths_written = true;
+                    for value in &self.paths {
+                        write_header(&mut out, b"Path", value.as_bytes());
+                    }
+                }
+                HeaderName::ContentLength => continue,
+                _ => {}
+            }
+            write_header(&mut out, header.raw_name, header.value);
+        }
+        if !seen_max_forwards {
+            write_header(&mut out, b"Max-Forwards", b"70");
+        }
+        if !record_routes_written {
+            for value in &self.record_routes {
+                write_header(&mut out, b"Record-Route", value.as_bytes());
+            }
+        }
+        if !paths_written {
+            for value in &self.paths {
+                write_header(&mut out, b"Path", value.as_bytes());
+            }
+        }
+        for (name, value) in &self.added {
+            write_header(&mut out, name.as_bytes(), value);
+        }
+        finish(&mut out, body);
+        Ok(out)
+    }
+}
+
+/// Builds a new request from scratch.
+///
+/// ```
+/// use sip_message::{Message, RequestBuilder};
+/// let bytes = RequestBuilder::new("OPTIONS", "sip:bob@example.com")
+///     .header("Via", "SIP/2.0/UDP host.example.com;branch=z9hG4bK1")
+///     .header("CSeq", "1 OPTIONS")
+///     .build();
+/// let message = Message::parse_slice(&bytes).unwrap();
+/// assert_eq!(message.content_length(), Some(0));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl RequestBuilder {
+    /// Starts `METHOD uri SIP/2.0`.
+    pub fn new(method: &str, uri: &str) -> Self {
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(uri.as_bytes());
+        head.extend_from_slice(b" SIP/2.0\r\n");
+        RequestBuilder {
+            head,
+            body: Vec::new(),
+        }
+    }
+
+    /// Appends a header line.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        write_header(&mut self.head, name.as_bytes(), value.as_ref());
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
+        self.body = body.as_ref().to_vec();
+        self
+    }
+
+    /// The request bytes, with Content-Length.
+    pub fn build(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + self.body.len() + 24);
+        out.extend_from_slice(&self.head);
+        finish(&mut out, &self.body);
+        out
+    }
+
+    /// [`build`](Self::build) as [`Bytes`].
+    pub fn build_bytes(&self) -> Bytes {
+        Bytes::from(self.build())
+    }
+}
+
+impl Message {
+    /// Starts a response to this request with the default reason phrase.
+    pub fn response(&self, status: u16) -> ResponseBuilder<'_> {
+        ResponseBuilder {
+            request: self,
+            status,
+            reason: reason_phrase(status).to_owned(),
+            to_tag: None,
+            extra_headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Starts the request a proxy forwards from this one.
+    pub fn forward(&self) -> ForwardBuilder<'_> {
+        ForwardBuilder {
+            request: self,
+            request_uri: None,
+            new_via: None,
+            received_from: None,
+            record_routes: Vec::new(),
+            paths: Vec::new(),
+            remove_top_route: false,
+            removed: Vec::new(),
+            added: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Shared part of ACK and CANCEL: same Request-URI, only the top Via,
+    /// the Route set, From, Call-ID, CSeq number (RFC 3261 §9.1, §17.1.1.3).
+    fn in_transaction_request(&self, method: Method<'_>, to: &[u8]) -> Result<Vec<u8>, ParseError> {
+        let uri = self
+            .request_uri_raw()
+            .ok_or_else(|| ParseError::new(ErrorKind::WrongMessageType, 0))?;
+        let top_via = self.top_via()?;
+        let cseq = self.cseq()?;
+        let call_id = self.call_id()?;
+        let from = self.header(HeaderName::From).ok_or_else(|| {
+            ParseError::new(ErrorKind::MissingHeader, 0).in_header(HeaderName::From)
+        })?;
+        let mut out = Vec::with_capacity(self.as_bytes().len());
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(uri);
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        write_header(&mut out, b"Via", top_via.as_bytes());
+        for route in self.headers_named(HeaderName::Route) {
+            write_header(&mut out, b"Route", route);
+        }
+        write_header(&mut out, b"Max-Forwards", b"70");
+        write_header(&mut out, b"From", from);
+        write_header(&mut out, b"To", to);
+        write_header(&mut out, b"Call-ID", call_id.as_bytes());
+        let cseq_value = format!("{} {}", cseq.seq, method.as_str());
+        write_header(&mut out, b"CSeq", cseq_value.as_bytes());
+        finish(&mut out, b"");
+        Ok(out)
+    }
+
+    /// The ACK a client transaction sends for a non-2xx final `response` to
+    /// this INVITE (RFC 3261 §17.1.1.3): To comes from the response.
+    pub fn ack_for(&self, response: &Message) -> Result<Vec<u8>, ParseError> {
+        if self.method() != Some(Method::Invite) || !response.is_response() {
+            return Err(ParseError::new(ErrorKind::WrongMessageType, 0));
+        }
+        let to = response.header(HeaderName::To).ok_or_else(|| {
+            ParseError::new(ErrorKind::MissingHeader, 0).in_header(HeaderName::To)
+        })?;
+        self.in_transaction_request(Method::Ack, to)
+    }
+
+    /// The CANCEL for this request (RFC 3261 §9.1).
+    pub fn cancel(&self) -> Result<Vec<u8>, ParseError> {
+        let to = self.header(HeaderName::To).ok_or_else(|| {
+            ParseError::new(ErrorKind::MissingHeader, 0).in_header(HeaderName::To)
+        })?;
+        self.in_transaction_request(Method::Cancel, to)
+    }
+}

@@ -1,0 +1,123 @@
+//! Whole-message checks a server runs before processing a request
+//! (RFC 3261 §8.2, §16.3): the start line and every header a SIP element
+//! relies on must parse, and single-valued headers must be single.
+
+use std::fmt;
+
+use crate::error::{ErrorKind, ParseError};
+use crate::header::HeaderName;
+use crate::message::Message;
+use crate::uri::Uri;
+
+/// Why a message must not be processed, with the status code to answer a
+/// request with (responses are dropped instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// The status code to answer with: 400, or 505 for an unsupported version.
+    pub status: u16,
+    /// What is wrong, and where.
+    pub error: ParseError,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.error)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn bad_request(error: ParseError) -> Rejection {
+    Rejection { status: 400, error }
+}
+
+impl Message {
+    /// Checks the message beyond framing: SIP/2.0 (else 505); the
+    /// Request-URI parses and carries no `?headers`; exactly one Call-ID,
+    /// From, To, CSeq and at least one Via, all well formed, and at most one
+    /// Max-Forwards (0..=255); the CSeq method matches the request method;
+    /// every Via, Contact, Route, Record-Route, Path, Expires, Min-Expires
+    /// and Content-Type parses.
+    ///
+    /// Lazy views stay usable on a message that fails here; this is the gate
+    /// for answering 400/505 (or dropping a response) per RFC 3261.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        if !self.is_sip_2_0() {
+            return Err(Rejection {
+                status: 505,
+                error: ParseError::new(ErrorKind::BadVersion, 0),
+            });
+        }
+        if self.is_request() {
+            let uri = self.request_uri().map_err(bad_request)?;
+            if let Uri::Sip(sip) = uri {
+                if sip.headers().is_some() {
+                    return Err(bad_request(ParseError::new(ErrorKind::BadUri, 0)));
+                }
+            }
+        }
+        for name in [
+            HeaderName::CallId,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CSeq,
+        ] {
+            let mut lines = self.headers().filter(|h| h.name == name);
+            let first = lines.next();
+            if first.is_none() {
+                return Err(bad_request(
+                    ParseError::new(ErrorKind::MissingHeader, 0).in_header(name),
+                ));
+            }
+            if let Some(second) = lines.next() {
+                return Err(bad_request(
+                    ParseError::new(ErrorKind::DuplicateHeader, second.offset).in_header(name),
+                ));
+            }
+        }
+        if let Some(second) = self
+            .headers()
+            .filter(|h| h.name == HeaderName::MaxForwards)
+            .nth(1)
+        {
+            return Err(bad_request(
+                ParseError::new(ErrorKind::DuplicateHeader, second.offset)
+                    .in_header(HeaderName::MaxForwards),
+            ));
+        }
+        self.call_id().map_err(bad_request)?;
+        self.from().map_err(bad_request)?;
+        self.to().map_err(bad_request)?;
+        let cseq = self.cseq().map_err(bad_request)?;
+        if let Some(method) = self.method() {
+            if method != cseq.method {
+                let offset = self
+                    .headers()
+                    .find(|h| h.name == HeaderName::CSeq)
+                    .map_or(0, |h| h.offset);
+                return Err(bad_request(
+                    ParseError::new(ErrorKind::CSeqMismatch, offset).in_header(HeaderName::CSeq),
+                ));
+            }
+        }
+        self.top_via().map_err(bad_request)?;
+        for via in self.vias() {
+            via.map_err(bad_request)?;
+        }
+        self.max_forwards().map_err(bad_request)?;
+        self.expires().map_err(bad_request)?;
+        self.min_expires().map_err(bad_request)?;
+        self.content_type().map_err(bad_request)?;
+        for contact in self.contacts() {
+            contact.map_err(bad_request)?;
+        }
+        for route in self
+            .routes()
+            .chain(self.record_routes())
+            .chain(self.paths())
+        {
+            route.map_err(bad_request)?;
+        }
+        Ok(())
+    }
+}

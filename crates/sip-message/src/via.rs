@@ -1,0 +1,205 @@
+//! The Via header (RFC 3261 §20.42, RFC 3581 `rport`).
+
+use crate::error::{ErrorKind, ParseError};
+use crate::params::{parse_params, Params};
+use crate::scan::{parse_u32, Cursor};
+use crate::uri::{parse_host, parse_port, Host};
+
+/// One Via value (`SIP/2.0/UDP host:port;params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    raw: &'a [u8],
+    protocol_name: &'a str,
+    protocol_version: &'a str,
+    transport: &'a str,
+    host: Host<'a>,
+    port: Option<u16>,
+    params: Params<'a>,
+}
+
+/// The RFC 3581 `rport` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RPort {
+    /// `;rport` without value: the client asks for it to be filled in.
+    Requested,
+    /// `;rport=1234`.
+    Port(u16),
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (a single comma-separated element). `offset` is
+    /// the position of `text` for error reporting.
+    pub fn parse(text: &'a [u8], offset: usize) -> Result<Via<'a>, ParseError> {
+        let mut cursor = Cursor::new(text, offset);
+        cursor.skip_lws();
+        if cursor.at_end() {
+            return Err(cursor.err(ErrorKind::EmptyValue));
+        }
+        let protocol_name = cursor.token(ErrorKind::UnexpectedChar)?;
+        cursor.skip_lws();
+        cursor.expect(b'/', ErrorKind::UnexpectedChar)?;
+        cursor.skip_lws();
+        let protocol_version = cursor.token(ErrorKind::UnexpectedChar)?;
+        cursor.skip_lws();
+        cursor.expect(b'/', ErrorKind::UnexpectedChar)?;
+        cursor.skip_lws();
+        let transport = cursor.token(ErrorKind::UnexpectedChar)?;
+        if !cursor.skip_lws() {
+            return Err(cursor.err(ErrorKind::UnexpectedChar));
+        }
+        let (host, host_len) = parse_host(cursor.rest(), cursor.base + cursor.pos)?;
+        cursor.pos += host_len;
+        let checkpoint = cursor.pos;
+        cursor.skip_lws();
+        let mut port = None;
+        if cursor.eat(b':') {
+            cursor.skip_lws();
+            let port_offset = cursor.base + cursor.pos;
+            let digits = cursor.take_while(|b| b.is_ascii_digit());
+            port = Some(parse_port(digits, port_offset)?);
+        } else {
+            cursor.pos = checkpoint;
+        }
+        let params = parse_params(&mut cursor)?;
+        let via = Via {
+            raw: text,
+            protocol_name,
+            protocol_version,
+            transport,
+            host,
+            port,
+            params,
+        };
+        // Typed parameters must be well formed when present.
+        if let Some(param) = params.get("rport") {
+            if param.value.is_some() && via.rport().is_none() {
+                return Err(ParseError::new(ErrorKind::BadPort, offset));
+            }
+        }
+        if let Some(ttl) = params.get("ttl").and_then(|p| p.value) {
+            if !parse_u32(ttl).is_ok_and(|t| t <= 255) {
+                return Err(ParseError::new(ErrorKind::NumberOutOfRange, offset));
+            }
+        }
+        Ok(via)
+    }
+
+    /// The value as written.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+    /// The protocol name, normally `SIP`.
+    pub fn protocol_name(&self) -> &'a str {
+        self.protocol_name
+    }
+    /// The protocol version, normally `2.0`.
+    pub fn protocol_version(&self) -> &'a str {
+        self.protocol_version
+    }
+    /// The transport as written (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, ...).
+    pub fn transport(&self) -> &'a str {
+        self.transport
+    }
+    /// The sent-by host.
+    pub fn host(&self) -> Host<'a> {
+        self.host
+    }
+    /// The sent-by port, if given.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+    /// All parameters.
+    pub fn params(&self) -> Params<'a> {
+        self.params
+    }
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.value("branch")
+    }
+    /// Whether the branch carries the RFC 3261 magic cookie `z9hG4bK`.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+    }
+    /// The `received` parameter (IPv6 with or without brackets, as written).
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.value("received")
+    }
+    /// The `rport` parameter.
+    pub fn rport(&self) -> Option<RPort> {
+        let param = self.params.get("rport")?;
+        match param.value {
+            None => Some(RPort::Requested),
+            Some(v) => parse_port(v, 0).ok().map(RPort::Port),
+        }
+    }
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.value("maddr")
+    }
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        let value = self.params.get("ttl")?.value?;
+        parse_u32(value).ok().and_then(|t| u8::try_from(t).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_parts() {
+        let via = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=2001:db8::9:255;rport=5061;maddr=224.2.0.1;ttl=16;x",
+            0,
+        )
+        .unwrap();
+        assert_eq!(via.protocol_name(), "SIP");
+        assert_eq!(via.protocol_version(), "2.0");
+        assert_eq!(via.transport(), "UDP");
+        assert_eq!(via.host(), Host::Ipv6("2001:db8::9:1"));
+        assert_eq!(via.port(), Some(6050));
+        assert_eq!(via.branch(), Some("z9hG4bKas3"));
+        assert!(via.has_rfc3261_branch());
+        assert_eq!(via.received(), Some("2001:db8::9:255"));
+        assert_eq!(via.rport(), Some(RPort::Port(5061)));
+        assert_eq!(via.maddr(), Some("224.2.0.1"));
+        assert_eq!(via.ttl(), Some(16));
+        assert!(via.params().contains("x"));
+    }
+
+    #[test]
+    fn lws_and_folding() {
+        let via = Via::parse(
+            b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2 : 5060 ;branch=\r\n z9hG4bK1;rport",
+            0,
+        )
+        .unwrap();
+        assert_eq!(via.transport(), "UDP");
+        assert_eq!(via.host(), Host::Ipv4("192.0.2.2"));
+        assert_eq!(via.port(), Some(5060));
+        assert_eq!(via.branch(), Some("z9hG4bK1"));
+        assert_eq!(via.rport(), Some(RPort::Requested));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            &b""[..],
+            b"SIP/2.0/UDP",
+            b"SIP/2.0 UDP host",
+            b"SIP/2.0/UDP host;;",
+            b"SIP/2.0/UDP host;branch=",
+            b"SIP/2.0/UDP host:99999",
+            b"SIP/2.0/UDP host;rport=x",
+            b"SIP/2.0/UDP host;ttl=256",
+            b"SIP/2.0/UDP host junk",
+        ] {
+            assert!(
+                Via::parse(bad, 0).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
