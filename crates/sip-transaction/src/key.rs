@@ -1,0 +1,69 @@
+//! Transaction keys: what makes two messages belong to the same transaction.
+
+/// Identifies a server transaction (RFC 3261 §17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ServerKey {
+    /// The top Via branch carries the `z9hG4bK` magic cookie: branch, sent-by and
+    /// method identify the transaction (ACK folded into INVITE).
+    Branch {
+        branch: Box<str>,
+        sent_by: SentBy,
+        method: Box<str>,
+    },
+    /// RFC 2543 peers' branches are not unique: fall back to comparing the request's
+    /// identifying fields.
+    Legacy(LegacyKey),
+}
+
+/// The sent-by of a Via (host compared case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SentBy {
+    pub(crate) host: Box<str>,
+    pub(crate) port: Option<u16>,
+}
+
+/// RFC 3261 §17.2.3 matching for requests without the magic cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct LegacyKey {
+    pub(crate) request_uri: Box<str>,
+    /// The To tag of the request: absent on an initial INVITE, so its ACK, which
+    /// carries the tag of our response, is matched with the tag left out and then
+    /// checked against that response.
+    pub(crate) to_tag: Option<Box<str>>,
+    pub(crate) from_tag: Option<Box<str>>,
+    pub(crate) call_id: Box<str>,
+    pub(crate) cseq: u32,
+    pub(crate) method: Box<str>,
+    pub(crate) top_via: Box<str>,
+}
+
+impl ServerKey {
+    /// The same key for another method: how a CANCEL finds the INVITE it cancels.
+    pub(crate) fn with_method(&self, method: &str) -> Self {
+        let mut key = self.clone();
+        match &mut key {
+            Self::Branch { method: m, .. } => *m = method.into(),
+            Self::Legacy(legacy) => legacy.method = method.into(),
+        }
+        key
+    }
+
+    /// For an RFC 2543 ACK: the key of its INVITE had the To tag not been set yet.
+    pub(crate) fn without_to_tag(&self) -> Option<Self> {
+        match self {
+            Self::Legacy(legacy) if legacy.to_tag.is_some() => Some(Self::Legacy(LegacyKey {
+                to_tag: None,
+                ..legacy.clone()
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// Identifies a client transaction (RFC 3261 §17.1.3): the branch we put in the top
+/// Via, and the CSeq method (a CANCEL shares its INVITE's branch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ClientKey {
+    pub(crate) branch: Box<str>,
+    pub(crate) method: Box<str>,
+}
