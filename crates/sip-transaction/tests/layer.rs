@@ -108,14 +108,18 @@ fn sent_lines(outputs: &[Output]) -> Vec<String> {
         .collect()
 }
 
-fn terminated(outputs: &[Output]) -> Option<(TransactionId, TerminationReason)> {
-    outputs.iter().find_map(|o| match o {
+fn termination(output: &Output) -> Option<(TransactionId, TerminationReason)> {
+    match output {
         Output::Terminated {
             transaction,
             reason,
         } => Some((*transaction, *reason)),
         _ => None,
-    })
+    }
+}
+
+fn terminated(outputs: &[Output]) -> Option<(TransactionId, TerminationReason)> {
+    outputs.iter().find_map(termination)
 }
 
 /// Feeds a request and returns the server transaction the TU was given.
@@ -409,7 +413,7 @@ fn invite_server_failure_retransmits_until_ack_then_absorbs_until_timer_i() {
     let log = run_until(&mut layer, t0, t0 + 17 * SEC);
     assert_eq!(log.len(), 1);
     assert_eq!(
-        terminated(&[log[0].1.clone()]),
+        termination(&log[0].1),
         Some((id, TerminationReason::Normal))
     );
 }
@@ -426,10 +430,7 @@ fn invite_server_without_ack_times_out_with_timer_h() {
     let log = run_until(&mut layer, t0, t0 + 60 * SEC);
     let last = log.last().unwrap();
     assert_eq!(last.0, 32_000);
-    assert_eq!(
-        terminated(&[last.1.clone()]),
-        Some((id, TerminationReason::Timeout))
-    );
+    assert_eq!(termination(&last.1), Some((id, TerminationReason::Timeout)));
     assert!(layer.is_empty());
 }
 
@@ -522,7 +523,7 @@ fn invite_server_2xx_is_accepted_acks_go_to_tu_until_timer_l() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].0, 32_010);
     assert_eq!(
-        terminated(&[log[0].1.clone()]),
+        termination(&log[0].1),
         Some((id, TerminationReason::Normal))
     );
 }
@@ -876,7 +877,7 @@ fn non_invite_client_retransmits_with_timer_e_until_timer_f() {
         [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
     );
     assert_eq!(
-        terminated(&[log.last().unwrap().1.clone()]),
+        termination(&log.last().unwrap().1),
         Some((id, TerminationReason::Timeout))
     );
     assert_eq!(log.last().unwrap().0, 32_000);
@@ -893,7 +894,7 @@ fn non_invite_client_over_tcp_does_not_retransmit() {
     let log = run_until(&mut layer, t0, t0 + 40 * SEC);
     assert_eq!(log.len(), 1);
     assert_eq!(
-        terminated(&[log[0].1.clone()]),
+        termination(&log[0].1),
         Some((id, TerminationReason::Timeout))
     );
 }
@@ -1032,7 +1033,7 @@ fn invite_client_timer_a_doubles_until_timer_b() {
     let log = run_until(&mut layer, t0, t0 + 40 * SEC);
     assert_eq!(transmit_times(&log), [500, 1500, 3500, 7500, 15500, 31500]);
     assert_eq!(
-        terminated(&[log.last().unwrap().1.clone()]),
+        termination(&log.last().unwrap().1),
         Some((id, TerminationReason::Timeout))
     );
 }
@@ -1175,7 +1176,7 @@ fn invite_client_2xx_and_retransmissions_go_to_tu_until_timer_m() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].0, 33_000);
     assert_eq!(
-        terminated(&[log[0].1.clone()]),
+        termination(&log[0].1),
         Some((id, TerminationReason::Normal))
     );
     // After timer M a late 2xx is stray (the core forwards or drops it).
