@@ -1,16 +1,5 @@
 //! The transaction layer: owns every transaction, routes messages to them, runs
 //! their timers on the caller's clock and queues what must happen next.
-//!
-//! Drive loop (sans-IO, like quinn-proto):
-//!
-//! ```text
-//! loop {
-//!     feed: handle_message / send_request / send_response / cancel /
-//!           handle_transport_error / handle_timeout(now)
-//!     while let Some(output) = layer.poll_output() { transmit, or hand to the TU }
-//!     sleep until layer.poll_timeout() or the next input
-//! }
-//! ```
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -270,7 +259,7 @@ struct Transaction {
     scheduled: Option<Instant>,
 }
 
-/// All transactions of one SIP element. See the [module docs](self) for the drive loop.
+/// All transactions of one SIP element. See the [crate docs](crate) for the drive loop.
 #[derive(Debug)]
 pub struct TransactionLayer {
     config: Config,

@@ -3,16 +3,75 @@
 //! [`TransactionLayer`] owns every transaction of a SIP element. The caller feeds it
 //! parsed messages, TU requests and responses, transport failures and the time, and
 //! drains [`Output`]s: bytes to send and messages for the TU. It never reads a clock,
-//! opens a socket or spawns a task; see the [`layer`] module docs for the drive loop.
+//! opens a socket or spawns a task.
+//!
+//! Drive loop (like quinn-proto): after every input — [`handle_message`],
+//! [`send_request`], [`send_response`], [`cancel`], [`handle_transport_error`],
+//! [`handle_timeout`] — drain [`poll_output`] until `None`, then wait for the next
+//! input or until [`poll_timeout`].
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use sip_message::Message;
+//! use sip_transaction::{Config, Flow, Output, TransactionLayer, Transport};
+//!
+//! let mut layer = TransactionLayer::new(Config::default()).unwrap();
+//! let flow = Flow {
+//!     transport: Transport::Udp,
+//!     local: "192.0.2.10:5060".parse().unwrap(),
+//!     remote: "192.0.2.1:5060".parse().unwrap(),
+//! };
+//! let options = Message::parse(Bytes::from_static(
+//!     b"OPTIONS sip:proxy.example.com SIP/2.0\r\n\
+//!       Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+//!       From: <sip:alice@example.com>;tag=1\r\n\
+//!       To: <sip:proxy.example.com>\r\n\
+//!       Call-ID: 1@192.0.2.1\r\n\
+//!       CSeq: 1 OPTIONS\r\n\
+//!       Content-Length: 0\r\n\r\n",
+//! ))
+//! .unwrap();
+//! let now = Instant::now();
+//! layer.handle_message(options, flow, now).unwrap();
+//! let mut sent = 0;
+//! while let Some(output) = layer.poll_output() {
+//!     match output {
+//!         Output::Request { transaction, request, .. } => {
+//!             let ok = request.response(200).to_tag("x").build_bytes();
+//!             let ok = Message::parse(ok).unwrap();
+//!             layer.send_response(transaction, ok, now).unwrap();
+//!         }
+//!         // socket.send_to(&transmit.payload, transmit.flow.remote)
+//!         Output::Transmit(_transmit) => sent += 1,
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(sent, 1);
+//! // Timer J keeps absorbing retransmissions of the OPTIONS for 64×T1.
+//! assert_eq!(layer.poll_timeout(), Some(now + Duration::from_secs(32)));
+//! layer.handle_timeout(now + Duration::from_secs(32));
+//! assert!(matches!(layer.poll_output(), Some(Output::Terminated { .. })));
+//! assert!(layer.is_empty());
+//! ```
 //!
 //! Each of the four state machines is a pure function of (state, event, now) in its
 //! own module, tested timer by timer on a virtual clock.
+//!
+//! [`handle_message`]: TransactionLayer::handle_message
+//! [`send_request`]: TransactionLayer::send_request
+//! [`send_response`]: TransactionLayer::send_response
+//! [`cancel`]: TransactionLayer::cancel
+//! [`handle_transport_error`]: TransactionLayer::handle_transport_error
+//! [`handle_timeout`]: TransactionLayer::handle_timeout
+//! [`poll_output`]: TransactionLayer::poll_output
+//! [`poll_timeout`]: TransactionLayer::poll_timeout
 
 mod config;
 mod invite_client;
 mod invite_server;
 mod key;
-pub mod layer;
+mod layer;
 mod machine;
 mod message;
 mod non_invite_client;
