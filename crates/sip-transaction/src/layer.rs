@@ -378,17 +378,15 @@ impl TransactionLayer {
             return Ok(());
         };
         let actions = match &mut tx.machine {
-            Machine::InviteClient(machine) => {
-                if status >= 300 && tx.ack.is_none() {
-                    // A failure to build the ACK leaves the retransmissions unanswered;
-                    // the server then gives up on its own (timer H).
-                    tx.ack = message::ack_for(&tx.request, &response).ok();
-                }
-                machine.on_response(status, now)
-            }
+            Machine::InviteClient(machine) => machine.on_response(status, now),
             Machine::NonInviteClient(machine) => machine.on_response(status, now),
             Machine::InviteServer(_) | Machine::NonInviteServer(_) => Vec::new(),
         };
+        if tx.ack.is_none() && actions.contains(&Action::SendAck) {
+            // Built from the first final response, reused for its retransmissions. If
+            // it cannot be built (no To), the server's timer H ends its retransmissions.
+            tx.ack = message::ack_for(&tx.request, &response).ok();
+        }
         let deliver = Output::Response {
             transaction: id,
             response,
@@ -422,44 +420,27 @@ impl TransactionLayer {
         }
         let reliable = flow.transport.is_reliable();
         let timers = self.config.timers;
+        let (machine, actions) = if facts.kind == RequestKind::Invite {
+            let trying_delay = self.config.invite_trying_delay;
+            let (machine, actions) = InviteServer::start(timers, reliable, trying_delay, now);
+            (Machine::InviteServer(machine), actions)
+        } else {
+            let (machine, actions) = NonInviteServer::start(timers, reliable);
+            (Machine::NonInviteServer(machine), actions)
+        };
         let id = self.allocate_id();
-        let (machine, actions, deliver) = match facts.kind {
-            RequestKind::Invite => {
-                let (machine, actions) =
-                    InviteServer::start(timers, reliable, self.config.invite_trying_delay, now);
-                let deliver = Output::Request {
-                    transaction: id,
-                    request: request.clone(),
-                    flow,
-                };
-                (Machine::InviteServer(machine), actions, deliver)
+        let deliver = if facts.kind == RequestKind::Cancel {
+            Output::Cancel {
+                transaction: id,
+                request: request.clone(),
+                flow,
+                target: self.cancel_target(&facts.key),
             }
-            RequestKind::Cancel => {
-                let invite_key = facts.key.with_method(message::INVITE);
-                let target = match self.servers.get(&invite_key) {
-                    None => CancelTarget::NotFound,
-                    Some(&invite) => match self.state(invite) {
-                        Some(TransactionState::Proceeding) => CancelTarget::Pending(invite),
-                        _ => CancelTarget::Answered(invite),
-                    },
-                };
-                let (machine, actions) = NonInviteServer::start(timers, reliable);
-                let deliver = Output::Cancel {
-                    transaction: id,
-                    request: request.clone(),
-                    flow,
-                    target,
-                };
-                (Machine::NonInviteServer(machine), actions, deliver)
-            }
-            RequestKind::Ack | RequestKind::Other => {
-                let (machine, actions) = NonInviteServer::start(timers, reliable);
-                let deliver = Output::Request {
-                    transaction: id,
-                    request: request.clone(),
-                    flow,
-                };
-                (Machine::NonInviteServer(machine), actions, deliver)
+        } else {
+            Output::Request {
+                transaction: id,
+                request: request.clone(),
+                flow,
             }
         };
         self.servers.insert(facts.key.clone(), id);
@@ -479,6 +460,17 @@ impl TransactionLayer {
         );
         self.apply(id, actions, Some(deliver));
         Ok(())
+    }
+
+    /// The INVITE server transaction a CANCEL with this key cancels (§9.2).
+    fn cancel_target(&self, cancel_key: &ServerKey) -> CancelTarget {
+        let Some(&invite) = self.servers.get(&cancel_key.with_method(message::INVITE)) else {
+            return CancelTarget::NotFound;
+        };
+        match self.state(invite) {
+            Some(TransactionState::Proceeding) => CancelTarget::Pending(invite),
+            _ => CancelTarget::Answered(invite),
+        }
     }
 
     fn handle_ack(
