@@ -246,8 +246,6 @@ struct Transaction {
     flow: Flow,
     /// The request that created the transaction.
     request: Message,
-    /// Client: the request as sent, for retransmission.
-    request_bytes: Bytes,
     /// INVITE client: the ACK for the non-2xx final response.
     ack: Option<Bytes>,
     /// Server: the most recent response, for retransmission.
@@ -451,7 +449,6 @@ impl TransactionLayer {
                 key: Key::Server(facts.key),
                 flow,
                 request,
-                request_bytes: Bytes::new(),
                 ack: None,
                 last_response: None,
                 response_to_tag: None,
@@ -556,7 +553,6 @@ impl TransactionLayer {
                 machine,
                 key: Key::Client(key),
                 flow,
-                request_bytes: message::encode(&request),
                 request,
                 ack: None,
                 last_response: None,
@@ -651,7 +647,7 @@ impl TransactionLayer {
         let mut terminated = None;
         for action in actions {
             let payload = match action {
-                Action::SendRequest => Some(tx.request_bytes.clone()),
+                Action::SendRequest => Some(message::encode(&tx.request)),
                 Action::SendAck => tx.ack.clone(),
                 Action::SendResponse => tx.last_response.clone(),
                 Action::SendTrying => {

@@ -1347,3 +1347,87 @@ fn late_handle_timeout_fires_everything_due() {
     assert_eq!(sent(&outputs).len(), 0);
     assert!(terminated(&outputs).is_some());
 }
+
+#[test]
+fn trying_copies_the_timestamp() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let stamped = parse(
+        "INVITE sip:bob@example.com SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKts
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: ts@192.0.2.1
+CSeq: 1 INVITE
+Timestamp: 54.2
+Content-Length: 0
+
+",
+    );
+    receive_new(&mut layer, stamped, udp(), t0);
+    layer.handle_timeout(t0 + 200 * MS);
+    let trying = sent(&drain(&mut layer));
+    let trying = Message::parse(Bytes::from(trying[0].clone())).unwrap();
+    assert_eq!(
+        trying.header(sip_message::HeaderName::Timestamp),
+        Some(&b"54.2"[..])
+    );
+}
+
+#[test]
+fn cancel_crossing_a_2xx_leaves_the_invite_accepted() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let invite_id = layer.send_request(invite("z9hG4bKx1"), udp(), t0).unwrap();
+    layer
+        .handle_message(response(180, "INVITE", "z9hG4bKx1", Some("b1")), udp(), t0)
+        .unwrap();
+    let cancel_id = layer.cancel(invite_id, t0 + MS).unwrap();
+    drain(&mut layer);
+    // The callee answered before the CANCEL reached it: 200 to the INVITE, and
+    // the CANCEL's own 200 (or a 481) comes back separately.
+    layer
+        .handle_message(
+            response(200, "INVITE", "z9hG4bKx1", Some("b1")),
+            udp(),
+            t0 + 2 * MS,
+        )
+        .unwrap();
+    let outputs = drain(&mut layer);
+    assert!(sent(&outputs).is_empty(), "no ACK for a 2xx");
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Response { transaction, .. }] if *transaction == invite_id
+    ));
+    assert_eq!(layer.state(invite_id), Some(TransactionState::Accepted));
+    layer
+        .handle_message(
+            response(481, "CANCEL", "z9hG4bKx1", Some("b1")),
+            udp(),
+            t0 + 3 * MS,
+        )
+        .unwrap();
+    assert!(matches!(
+        drain(&mut layer).as_slice(),
+        [Output::Response { transaction, .. }] if *transaction == cancel_id
+    ));
+    assert_eq!(layer.state(cancel_id), Some(TransactionState::Completed));
+}
+
+#[test]
+fn rfc2543_reinvite_ack_matches_with_its_to_tag() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    // A re-INVITE inside a dialog already carries the To tag.
+    let reinvite = || request("INVITE", None, 7, Some("b1"));
+    let id = receive_new(&mut layer, reinvite(), udp(), t0);
+    layer
+        .send_response(id, response(488, "INVITE", "unused", Some("b1")), t0)
+        .unwrap();
+    drain(&mut layer);
+    layer
+        .handle_message(request("ACK", None, 7, Some("b1")), udp(), t0 + MS)
+        .unwrap();
+    assert!(drain(&mut layer).is_empty());
+    assert_eq!(layer.state(id), Some(TransactionState::Confirmed));
+}
