@@ -122,10 +122,10 @@ pub enum Output {
 }
 
 /// Why a received message was not taken in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ReceiveError {
-    /// The transaction limit is reached: answer the request 503 statelessly.
-    Overloaded,
+    /// The transaction limit is reached: answer this request 503 statelessly.
+    Overloaded(Message),
     /// The message lacks what matching needs (top Via, CSeq, ...): drop it.
     Unmatchable(MessageError),
 }
@@ -170,22 +170,51 @@ pub enum CancelError {
     Unbuildable(MessageError),
 }
 
-macro_rules! impl_error {
-    ($($error:ty),*) => {$(
-        impl fmt::Display for $error {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(self, f)
-            }
+impl fmt::Display for ReceiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overloaded(_) => f.write_str("too many transactions"),
+            Self::Unmatchable(error) => write!(f, "unmatchable message: {error}"),
         }
-        impl std::error::Error for $error {}
-    )*};
+    }
 }
-impl_error!(
-    ReceiveError,
-    SendRequestError,
-    SendResponseError,
-    CancelError
-);
+
+impl fmt::Display for SendRequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overloaded => f.write_str("too many transactions"),
+            Self::Ack => f.write_str("ACK is not sent through a transaction"),
+            Self::DuplicateBranch => f.write_str("a transaction with this branch exists"),
+            Self::Unmatchable(error) => write!(f, "unmatchable request: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for SendResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownTransaction => "no such server transaction",
+            Self::NotAllowed => "response not allowed in the transaction's state",
+        })
+    }
+}
+
+impl fmt::Display for CancelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownTransaction => f.write_str("no such client INVITE transaction"),
+            Self::NoProvisionalResponse => f.write_str("no provisional response yet"),
+            Self::AlreadyAnswered => f.write_str("the INVITE already has a final response"),
+            Self::Overloaded => f.write_str("too many transactions"),
+            Self::Unbuildable(error) => write!(f, "cannot build the CANCEL: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReceiveError {}
+impl std::error::Error for SendRequestError {}
+impl std::error::Error for SendResponseError {}
+impl std::error::Error for CancelError {}
 
 #[derive(Debug, Clone)]
 enum Machine {
@@ -414,7 +443,7 @@ impl TransactionLayer {
             return Ok(());
         }
         if self.transactions.len() >= self.config.max_transactions {
-            return Err(ReceiveError::Overloaded);
+            return Err(ReceiveError::Overloaded(request));
         }
         let reliable = flow.transport.is_reliable();
         let timers = self.config.timers;

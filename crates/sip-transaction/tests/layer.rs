@@ -779,10 +779,13 @@ fn transaction_limit_refuses_new_server_transactions_only() {
     .unwrap();
     let first = receive_new(&mut layer, register("z9hG4bKl1"), tcp(), t0);
     receive_new(&mut layer, register("z9hG4bKl2"), udp(), t0);
-    assert_eq!(
-        layer.handle_message(register("z9hG4bKl3"), udp(), t0),
-        Err(ReceiveError::Overloaded)
-    );
+    match layer.handle_message(register("z9hG4bKl3"), udp(), t0) {
+        Err(ReceiveError::Overloaded(request)) => {
+            // Handed back so the caller can answer 503.
+            assert_eq!(request.branch(), Some("z9hG4bKl3"));
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         layer.send_request(register("z9hG4bKl4"), udp(), t0),
         Err(SendRequestError::Overloaded)
