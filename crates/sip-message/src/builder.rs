@@ -25,9 +25,7 @@ fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn finish(out: &mut Vec<u8>, body: &[u8]) {
-    let mut length = String::with_capacity(8);
-    let _ = write!(length, "{}", body.len());
-    write_header(out, b"Content-Length", length.as_bytes());
+    let _ = write!(ByteWriter(out), "Content-Length: {}\r\n", body.len());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
 }
@@ -211,8 +209,10 @@ impl<'a> ForwardBuilder<'a> {
         self
     }
 
+    /// The first Via line's value with its first element rewritten to carry
+    /// `received`/`rport` (RFC 3261 §18.2.1, RFC 3581 §4). Other elements
+    /// and lines are untouched.
     fn stamped_top_via(
-        &self,
         value: &[u8],
         value_offset: usize,
         ip: IpAddr,
@@ -222,12 +222,12 @@ impl<'a> ForwardBuilder<'a> {
             .next()
             .ok_or_else(|| ParseError::new(ErrorKind::EmptyValue, value_offset))?;
         let via = Via::parse(element, element_offset).map_err(|e| e.in_header(HeaderName::Via))?;
+        // The parameter view always extends to the end of the element.
         let params_start = element.len().saturating_sub(via.params().as_bytes().len());
+        let prefix_len = element_offset.saturating_sub(value_offset);
         let mut out = Vec::with_capacity(value.len() + 48);
-        let prefix_len = element_offset - value_offset;
         out.extend_from_slice(value.get(..prefix_len).unwrap_or_default());
         out.extend_from_slice(element.get(..params_start).unwrap_or_default());
-        let mut params_text = String::new();
         for param in via.params().iter() {
             if param.name.eq_ignore_ascii_case("received")
                 || param.name.eq_ignore_ascii_case("rport")
@@ -241,17 +241,14 @@ impl<'a> ForwardBuilder<'a> {
                 out.extend_from_slice(v);
             }
         }
-        let wants_rport = via.rport().is_some() || via.params().contains("rport");
-        let same_host = via.host().ip() == Some(ip);
-        if wants_rport || !same_host {
-            let _ = write!(params_text, ";received={ip}");
+        let wants_rport = via.rport().is_some();
+        if wants_rport || via.host().ip() != Some(ip) {
+            let _ = write!(ByteWriter(&mut out), ";received={ip}");
         }
         if wants_rport {
-            let _ = write!(params_text, ";rport={port}");
+            let _ = write!(ByteWriter(&mut out), ";rport={port}");
         }
-        out.extend_from_slice(params_text.as_bytes());
-        let rest_start = prefix_len + element.len();
-        out.extend_from_slice(value.get(rest_start..).unwrap_or_default());
+        out.extend_from_slice(value.get(prefix_len + element.len()..).unwrap_or_default());
         Ok(out)
     }
 
@@ -300,7 +297,7 @@ impl<'a> ForwardBuilder<'a> {
                     match self.received_from {
                         Some((ip, port)) => {
                             let stamped =
-                                self.stamped_top_via(header.value, header.offset, ip, port)?;
+                                Self::stamped_top_via(header.value, header.offset, ip, port)?;
                             write_header(&mut out, header.raw_name, &stamped);
                         }
                         None => write_header(&mut out, header.raw_name, header.value),
@@ -343,7 +340,8 @@ impl<'a> ForwardBuilder<'a> {
                 HeaderName::ContentLength => continue,
                 _ => {}
             }
-            write_header(&mut out, header.raw_name, header.value);
+            out.extend_from_slice(header.line);
+            out.extend_from_slice(b"\r\n");
         }
         if !seen_max_forwards {
             write_header(&mut out, b"Max-Forwards", b"70");
@@ -477,8 +475,12 @@ impl Message {
         write_header(&mut out, b"From", from);
         write_header(&mut out, b"To", to);
         write_header(&mut out, b"Call-ID", call_id.as_bytes());
-        let cseq_value = format!("{} {}", cseq.seq, method.as_str());
-        write_header(&mut out, b"CSeq", cseq_value.as_bytes());
+        let _ = write!(
+            ByteWriter(&mut out),
+            "CSeq: {} {}\r\n",
+            cseq.seq,
+            method.as_str()
+        );
         finish(&mut out, b"");
         Ok(out)
     }
@@ -501,5 +503,253 @@ impl Message {
             ParseError::new(ErrorKind::MissingHeader, 0).in_header(HeaderName::To)
         })?;
         self.in_transaction_request(Method::Cancel, to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uri::Host;
+    use crate::via::RPort;
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP client.atlanta.example.com:5060;branch=z9hG4bK74bf9;rport, SIP/2.0/TCP p0.example.com;branch=z9hG4bK0\r\n\
+        v: SIP/2.0/UDP origin.example.com;branch=z9hG4bKorigin\r\n\
+        Max-Forwards: 70\r\n\
+        Route: <sip:proxy.example.com;lr>, <sip:next.example.com;lr>\r\n\
+        Route: <sip:last.example.com;lr>\r\n\
+        From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n\
+        To: Bob <sip:bob@biloxi.example.com>\r\n\
+        Call-ID: 3848276298220188511@atlanta.example.com\r\n\
+        CSeq: 2 INVITE\r\n\
+        X-Odd :  ;;,,  odd\r\n\
+        Record-Route: <sip:rr1.example.com;lr>\r\n\
+        Contact: <sip:alice@client.atlanta.example.com;transport=tcp>\r\n\
+        Content-Type: text/plain\r\n\
+        Content-Length: 5\r\n\
+        \r\n\
+        hello";
+
+    fn invite() -> Message {
+        Message::parse_slice(INVITE.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn response_copies_dialog_headers() {
+        let request = invite();
+        let bytes = request
+            .response(486)
+            .to_tag("a6c85cf")
+            .header("Retry-After", "60")
+            .body("busy")
+            .build();
+        let response = Message::parse_slice(&bytes).unwrap();
+        assert_eq!(response.status(), Some(486));
+        assert_eq!(response.reason(), Some(&b"Busy Here"[..]));
+        let request_vias: Vec<_> = request.vias().map(|v| v.unwrap().as_bytes()).collect();
+        let response_vias: Vec<_> = response.vias().map(|v| v.unwrap().as_bytes()).collect();
+        assert_eq!(request_vias, response_vias);
+        assert_eq!(response.headers_named(HeaderName::Via).count(), 2);
+        assert_eq!(
+            response.from().unwrap().as_bytes(),
+            request.from().unwrap().as_bytes()
+        );
+        assert_eq!(response.to_tag(), Some("a6c85cf"));
+        assert_eq!(response.call_id(), request.call_id());
+        assert_eq!(response.cseq(), request.cseq());
+        assert_eq!(response.header(HeaderName::RetryAfter), Some(&b"60"[..]));
+        assert_eq!(response.body(), b"busy");
+        assert_eq!(response.content_length(), Some(4));
+        assert!(response.contacts().next().is_none());
+        response.validate().unwrap();
+    }
+
+    #[test]
+    fn response_keeps_an_existing_to_tag() {
+        let request = Message::parse_slice(
+            INVITE
+                .replace(
+                    "To: Bob <sip:bob@biloxi.example.com>",
+                    "To: <sip:bob@biloxi.example.com>;tag=old",
+                )
+                .as_bytes(),
+        )
+        .unwrap();
+        let response =
+            Message::parse_slice(&request.response(200).to_tag("new").reason("Fine").build())
+                .unwrap();
+        assert_eq!(response.to_tag(), Some("old"));
+        assert_eq!(response.reason(), Some(&b"Fine"[..]));
+        assert_eq!(response.content_length(), Some(0));
+    }
+
+    #[test]
+    fn forward_rewrites_only_what_is_asked() {
+        let request = invite();
+        let bytes = request
+            .forward()
+            .request_uri("sip:bob@192.0.2.4:5062")
+            .push_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKnew")
+            .received_from("192.0.2.101".parse().unwrap(), 49152)
+            .remove_top_route()
+            .record_route("<sip:proxy.example.com;lr>")
+            .path("<sip:edge.example.com;lr>")
+            .set_header("Content-Type", "text/html")
+            .add_header("X-Added", "1")
+            .build()
+            .unwrap();
+        let forwarded = Message::parse_slice(&bytes).unwrap();
+        assert_eq!(
+            forwarded.request_uri().unwrap().as_str(),
+            "sip:bob@192.0.2.4:5062"
+        );
+        let vias: Vec<_> = forwarded.vias().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 4);
+        assert_eq!(vias[0].branch(), Some("z9hG4bKnew"));
+        assert_eq!(vias[1].host(), Host::Domain("client.atlanta.example.com"));
+        assert_eq!(vias[1].received(), Some("192.0.2.101"));
+        assert_eq!(vias[1].rport(), Some(RPort::Port(49152)));
+        assert_eq!(vias[1].branch(), Some("z9hG4bK74bf9"));
+        assert_eq!(vias[2].branch(), Some("z9hG4bK0"));
+        assert_eq!(vias[3].branch(), Some("z9hG4bKorigin"));
+        assert_eq!(forwarded.max_forwards(), Ok(Some(69)));
+        let routes: Vec<_> = forwarded
+            .routes()
+            .map(|r| r.unwrap().uri().as_str())
+            .collect();
+        assert_eq!(
+            routes,
+            ["sip:next.example.com;lr", "sip:last.example.com;lr"]
+        );
+        let record_routes: Vec<_> = forwarded
+            .record_routes()
+            .map(|r| r.unwrap().uri().as_str())
+            .collect();
+        assert_eq!(
+            record_routes,
+            ["sip:proxy.example.com;lr", "sip:rr1.example.com;lr"]
+        );
+        assert_eq!(forwarded.paths().count(), 1);
+        assert_eq!(
+            forwarded
+                .headers_named(HeaderName::ContentType)
+                .collect::<Vec<_>>(),
+            [&b"text/html"[..]]
+        );
+        assert_eq!(forwarded.headers_by_name("X-Added").next(), Some(&b"1"[..]));
+        assert_eq!(forwarded.body(), b"hello");
+        assert_eq!(forwarded.content_length(), Some(5));
+        // Untouched lines are copied byte for byte.
+        for line in [
+            &b"X-Odd :  ;;,,  odd\r\n"[..],
+            b"v: SIP/2.0/UDP origin.example.com;branch=z9hG4bKorigin\r\n",
+            b"From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n",
+            b"Contact: <sip:alice@client.atlanta.example.com;transport=tcp>\r\n",
+        ] {
+            assert!(
+                bytes.windows(line.len()).any(|w| w == line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        forwarded.validate().unwrap();
+    }
+
+    #[test]
+    fn forward_without_changes_and_without_max_forwards() {
+        let text = INVITE.replace("Max-Forwards: 70\r\n", "");
+        let request = Message::parse_slice(text.as_bytes()).unwrap();
+        let forwarded = Message::parse_slice(&request.forward().build().unwrap()).unwrap();
+        assert_eq!(forwarded.max_forwards(), Ok(Some(70)));
+        assert_eq!(forwarded.vias().count(), 3);
+        assert_eq!(forwarded.routes().count(), 3);
+        assert_eq!(forwarded.header_count(), request.header_count() + 1);
+    }
+
+    #[test]
+    fn received_only_when_the_source_differs() {
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060 ; branch=z9hG4bK1\r\nMax-Forwards: 2\r\n\r\n";
+        let request = Message::parse_slice(text.as_bytes()).unwrap();
+        let same = request
+            .forward()
+            .received_from("192.0.2.1".parse().unwrap(), 5060)
+            .build()
+            .unwrap();
+        let via = Message::parse_slice(&same)
+            .unwrap()
+            .top_via()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        assert_eq!(via, b"SIP/2.0/UDP 192.0.2.1:5060 ;branch=z9hG4bK1");
+        let other = request
+            .forward()
+            .received_from("2001:db8::5".parse().unwrap(), 5060)
+            .build()
+            .unwrap();
+        let forwarded = Message::parse_slice(&other).unwrap();
+        assert_eq!(forwarded.top_via().unwrap().received(), Some("2001:db8::5"));
+        assert_eq!(forwarded.top_via().unwrap().rport(), None);
+        assert_eq!(forwarded.max_forwards(), Ok(Some(1)));
+    }
+
+    #[test]
+    fn ack_for_non_2xx() {
+        let request = invite();
+        let response =
+            Message::parse_slice(&request.response(486).to_tag("totag").build()).unwrap();
+        let ack = Message::parse_slice(&request.ack_for(&response).unwrap()).unwrap();
+        assert_eq!(ack.method(), Some(Method::Ack));
+        assert_eq!(ack.request_uri_raw(), request.request_uri_raw());
+        let vias: Vec<_> = ack.vias().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 1);
+        assert_eq!(vias[0].as_bytes(), request.top_via().unwrap().as_bytes());
+        assert_eq!(ack.to_tag(), Some("totag"));
+        assert_eq!(ack.from_tag(), Some("9fxced76sl"));
+        assert_eq!(ack.call_id(), request.call_id());
+        let cseq = ack.cseq().unwrap();
+        assert_eq!((cseq.seq, cseq.method), (2, Method::Ack));
+        assert_eq!(ack.routes().count(), 3);
+        assert!(ack.body().is_empty());
+        ack.validate().unwrap();
+        assert_eq!(
+            response.ack_for(&response).unwrap_err().kind(),
+            ErrorKind::WrongMessageType
+        );
+    }
+
+    #[test]
+    fn cancel() {
+        let request = invite();
+        let cancel = Message::parse_slice(&request.cancel().unwrap()).unwrap();
+        assert_eq!(cancel.method(), Some(Method::Cancel));
+        assert_eq!(cancel.request_uri_raw(), request.request_uri_raw());
+        assert_eq!(cancel.vias().count(), 1);
+        assert_eq!(cancel.branch(), Some("z9hG4bK74bf9"));
+        assert_eq!(
+            cancel.to().unwrap().as_bytes(),
+            request.to().unwrap().as_bytes()
+        );
+        assert_eq!(cancel.cseq().unwrap().seq, 2);
+        assert_eq!(cancel.cseq().unwrap().method, Method::Cancel);
+        cancel.validate().unwrap();
+    }
+
+    #[test]
+    fn request_from_scratch() {
+        let bytes = RequestBuilder::new("MESSAGE", "sip:bob@example.com")
+            .header("Via", "SIP/2.0/TCP h.example.com;branch=z9hG4bKx")
+            .header("From", "<sip:a@example.com>;tag=1")
+            .header("To", "<sip:bob@example.com>")
+            .header("Call-ID", "c1")
+            .header("CSeq", "1 MESSAGE")
+            .header("Max-Forwards", "70")
+            .body(b"\x00binary\xff")
+            .build_bytes();
+        let message = Message::parse(bytes).unwrap();
+        assert_eq!(message.method(), Some(Method::Message));
+        assert_eq!(message.body(), b"\x00binary\xff");
+        assert_eq!(message.content_length(), Some(8));
+        message.validate().unwrap();
     }
 }

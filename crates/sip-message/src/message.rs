@@ -82,6 +82,9 @@ pub struct Header<'a> {
     pub value: &'a [u8],
     /// The byte offset of `value` in the message.
     pub offset: usize,
+    /// The whole line as written, from the name to the end of the value
+    /// (folds included, trailing white space and CRLF excluded).
+    pub line: &'a [u8],
 }
 
 impl<'a> Header<'a> {
@@ -409,6 +412,10 @@ impl Message {
             raw_name: self.slice(h.raw_name),
             value: self.slice(h.value),
             offset: h.value.start as usize,
+            line: self.slice(Span {
+                start: h.raw_name.start,
+                end: h.value.end,
+            }),
         })
     }
 
@@ -639,5 +646,380 @@ impl Message {
     /// The User-Agent value (raw bytes), if present.
     pub fn user_agent(&self) -> Option<&[u8]> {
         self.header(HeaderName::UserAgent).map(trim_lws)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Contact;
+    use crate::uri::Host;
+
+    fn parse(text: &str) -> Message {
+        Message::parse_slice(text.as_bytes()).unwrap()
+    }
+
+    fn parse_err(text: &[u8]) -> ParseError {
+        Message::parse_slice(text).unwrap_err()
+    }
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+        v: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK2\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK3;received=192.0.2.99;rport=5062\r\n\
+        MAX-FORWARDS: 70\r\n\
+        t: Bob <sip:bob@example.com>\r\n\
+        f: \"Alice\" <sip:alice@example.com>;tag=1928301774\r\n\
+        i: a84b4c76e66710@pc33.example.com\r\n\
+        CSeq: 314159 INVITE\r\n\
+        m: <sip:alice@pc33.example.com>, \"Second, with comma\" <sip:a2@[2001:db8::2]>;q=0.5\r\n\
+        k: path, outbound\r\n\
+        Require: 100rel\r\n\
+        Proxy-Require: foo\r\n\
+        c: application/sdp\r\n\
+        X-Custom: one\r\n\
+        x-custom: two\r\n\
+        l: 4\r\n\
+        \r\n\
+        \x00\x01\x7f\n";
+
+    #[test]
+    fn request_with_compact_forms() {
+        let m = parse(INVITE);
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(m.request_uri().unwrap().as_str(), "sip:bob@example.com");
+        assert_eq!(m.status(), None);
+        let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 3);
+        assert_eq!(vias[0].branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(vias[1].host(), Host::Ipv6("2001:db8::1"));
+        assert_eq!(vias[1].port(), Some(5070));
+        assert_eq!(vias[1].transport(), "TCP");
+        assert_eq!(vias[2].received(), Some("192.0.2.99"));
+        assert_eq!(
+            m.top_via().unwrap().host(),
+            Host::Domain("pc33.example.com")
+        );
+        assert_eq!(m.branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(m.max_forwards(), Ok(Some(70)));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.from_tag(), Some("1928301774"));
+        assert_eq!(m.call_id(), Ok("a84b4c76e66710@pc33.example.com"));
+        let cseq = m.cseq().unwrap();
+        assert_eq!((cseq.seq, cseq.method), (314159, Method::Invite));
+        let contacts: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        assert_eq!(contacts.len(), 2);
+        let second = contacts[1].address().unwrap();
+        assert_eq!(
+            second.display_name().unwrap().text().as_ref(),
+            b"Second, with comma"
+        );
+        assert_eq!(second.q(), Some(500));
+        assert_eq!(
+            m.supported().map(Result::unwrap).collect::<Vec<_>>(),
+            ["path", "outbound"]
+        );
+        assert_eq!(
+            m.require().map(Result::unwrap).collect::<Vec<_>>(),
+            ["100rel"]
+        );
+        assert_eq!(
+            m.proxy_require().map(Result::unwrap).collect::<Vec<_>>(),
+            ["foo"]
+        );
+        assert!(m.content_type().unwrap().unwrap().is("application", "sdp"));
+        assert_eq!(
+            m.headers_by_name("x-CUSTOM").collect::<Vec<_>>(),
+            [&b"one"[..], b"two"]
+        );
+        assert_eq!(
+            m.headers_by_name("Call-ID").collect::<Vec<_>>(),
+            [&b"a84b4c76e66710@pc33.example.com"[..]]
+        );
+        assert_eq!(m.headers_named(HeaderName::Via).count(), 2);
+        assert_eq!(m.content_length(), Some(4));
+        assert_eq!(m.body(), b"\x00\x01\x7f\n");
+        assert_eq!(m.as_bytes(), INVITE.as_bytes());
+        let names: Vec<_> = m.headers().map(|h| h.name).collect();
+        assert_eq!(names[0], HeaderName::Via);
+        assert_eq!(names[3], HeaderName::To);
+        assert_eq!(*names.last().unwrap(), HeaderName::ContentLength);
+    }
+
+    #[test]
+    fn all_compact_forms_resolve() {
+        let pairs = [
+            ("v", HeaderName::Via),
+            ("i", HeaderName::CallId),
+            ("M", HeaderName::Contact),
+            ("f", HeaderName::From),
+            ("t", HeaderName::To),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("k", HeaderName::Supported),
+            ("s", HeaderName::Subject),
+            ("e", HeaderName::ContentEncoding),
+            ("o", HeaderName::Event),
+            ("u", HeaderName::AllowEvents),
+            ("r", HeaderName::ReferTo),
+            ("a", HeaderName::AcceptContact),
+            ("b", HeaderName::ReferredBy),
+            ("x", HeaderName::SessionExpires),
+            ("y", HeaderName::Identity),
+            ("www-authenticate", HeaderName::WwwAuthenticate),
+            ("PROXY-AUTHORIZATION", HeaderName::ProxyAuthorization),
+            ("Record-Route", HeaderName::RecordRoute),
+            ("z", HeaderName::Other),
+            ("Via-X", HeaderName::Other),
+        ];
+        for (name, expected) in pairs {
+            assert_eq!(HeaderName::from_bytes(name.as_bytes()), expected, "{name}");
+        }
+        assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+        assert_eq!(HeaderName::Via.compact(), Some("v"));
+    }
+
+    #[test]
+    fn response_status_line() {
+        let m = parse("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n");
+        assert!(m.is_response());
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), Some(&b"Ringing"[..]));
+        assert_eq!(m.method(), None);
+        assert_eq!(
+            m.request_uri().unwrap_err().kind(),
+            ErrorKind::WrongMessageType
+        );
+        let empty_reason = parse("SIP/2.0 200\r\n\r\n");
+        assert_eq!(empty_reason.reason(), Some(&b""[..]));
+        for bad in [
+            &b"SIP/2.0 099 Low\r\n\r\n"[..],
+            b"SIP/2.0 700 High\r\n\r\n",
+            b"SIP/2.0 20 Short\r\n\r\n",
+            b"SIP/2.0 2000 Long\r\n\r\n",
+            b"SIP/2.0\r\n\r\n",
+            b"SIP/2.x 200 OK\r\n\r\n",
+        ] {
+            assert!(
+                Message::parse_slice(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn folded_headers_belong_to_previous() {
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\nSubject: first\r\n\tsecond\r\n  third\r\nTo:\r\n <sip:a@b>\r\n ;tag=x\r\n\r\n");
+        assert_eq!(m.header_count(), 2);
+        assert_eq!(
+            m.header(HeaderName::Subject),
+            Some(&b"first\r\n\tsecond\r\n  third"[..])
+        );
+        assert_eq!(m.to_tag(), Some("x"));
+        // A continuation line right after the start line has no header to join.
+        assert_eq!(
+            parse_err(b"OPTIONS sip:a@b SIP/2.0\r\n folded: x\r\n\r\n").kind(),
+            ErrorKind::BadHeaderName
+        );
+    }
+
+    #[test]
+    fn line_endings_and_leading_crlf() {
+        let m = parse("\r\n\r\nOPTIONS sip:a@b SIP/2.0\nTo: <sip:a@b>\n\nbody");
+        assert_eq!(m.to().unwrap().uri().as_str(), "sip:a@b");
+        assert_eq!(m.body(), b"body");
+        assert_eq!(
+            m.as_bytes(),
+            b"OPTIONS sip:a@b SIP/2.0\nTo: <sip:a@b>\n\nbody"
+        );
+        assert_eq!(parse_err(b"\r\n\r\n").kind(), ErrorKind::Empty);
+        assert_eq!(parse_err(b"").kind(), ErrorKind::Empty);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let base = "OPTIONS sip:a@b SIP/2.0\r\n";
+        let with = |headers: &str, body: &str| format!("{base}{headers}\r\n{body}").into_bytes();
+        let m = Message::parse_slice(&with("Content-Length: 3\r\n", "abcdef")).unwrap();
+        assert_eq!(m.body(), b"abc");
+        assert!(m.as_bytes().ends_with(b"\r\n\r\nabc"));
+        let m = Message::parse_slice(&with("", "rest of datagram")).unwrap();
+        assert_eq!(m.body(), b"rest of datagram");
+        assert_eq!(m.content_length(), None);
+        let m = Message::parse_slice(&with("l: 2\r\nContent-Length: 2\r\n", "xy")).unwrap();
+        assert_eq!(m.body(), b"xy");
+        let cases = [
+            ("Content-Length: 10\r\n", ErrorKind::BodyTruncated),
+            ("Content-Length: -1\r\n", ErrorKind::BadContentLength),
+            ("Content-Length: abc\r\n", ErrorKind::BadContentLength),
+            (
+                "Content-Length: 99999999999999999999\r\n",
+                ErrorKind::BadContentLength,
+            ),
+            ("Content-Length:\r\n", ErrorKind::BadContentLength),
+            (
+                "Content-Length: 1\r\nl: 2\r\n",
+                ErrorKind::ConflictingContentLength,
+            ),
+        ];
+        for (headers, kind) in cases {
+            let err = Message::parse_slice(&with(headers, "ab")).unwrap_err();
+            assert_eq!(err.kind(), kind, "{headers}");
+            assert_eq!(err.header(), Some(HeaderName::ContentLength));
+        }
+    }
+
+    #[test]
+    fn framing_errors_point_at_the_problem() {
+        let err = parse_err(b"OPTIONS sip:a@b SIP/2.0\r\nTo <sip:a@b>\r\n\r\n");
+        assert_eq!(err.kind(), ErrorKind::BadHeaderName);
+        assert_eq!(err.offset(), 28);
+        assert_eq!(err.to_string(), "malformed header name at byte 28");
+        assert_eq!(
+            parse_err(b"OPTIONS sip:a@b SIP/2.0\r\nTo: x\r\n").kind(),
+            ErrorKind::Incomplete
+        );
+        assert_eq!(
+            parse_err(b"OPTIONS sip:a@b SIP/2.0").kind(),
+            ErrorKind::Incomplete
+        );
+        assert_eq!(
+            parse_err(b"OPTIONS sip:a@b\r\n\r\n").kind(),
+            ErrorKind::BadStartLine
+        );
+        assert_eq!(
+            parse_err(b"OPTIONS sip:a@b SIP/2\r\n\r\n").kind(),
+            ErrorKind::BadVersion
+        );
+        assert_eq!(
+            parse_err(b"OPT;ONS sip:a@b SIP/2.0\r\n\r\n").kind(),
+            ErrorKind::BadMethod
+        );
+        assert_eq!(
+            parse_err(b"OPTIONS  SIP/2.0\r\n\r\n").kind(),
+            ErrorKind::BadStartLine
+        );
+        assert_eq!(parse_err(b": x\r\n\r\n").kind(), ErrorKind::BadMethod);
+        assert_eq!(
+            parse_err(b"garbage\r\n\r\n").kind(),
+            ErrorKind::BadStartLine
+        );
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\nCSeq: x OPTIONS\r\n\r\n");
+        let err = m.cseq().unwrap_err();
+        assert_eq!(err.header(), Some(HeaderName::CSeq));
+        assert_eq!(err.offset(), 31);
+        assert_eq!(
+            err.to_string(),
+            "malformed number at byte 31 in header CSeq"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut text = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+        for i in 0..5 {
+            text.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        text.push_str("\r\n");
+        let tight = ParseLimits {
+            max_headers: 4,
+            ..ParseLimits::default()
+        };
+        let err = Message::parse_with(Bytes::from(text.clone()), &tight).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooManyHeaders);
+        assert!(Message::parse_with(Bytes::from(text.clone()), &ParseLimits::default()).is_ok());
+        let small = ParseLimits {
+            max_message_len: 10,
+            ..ParseLimits::default()
+        };
+        assert_eq!(
+            Message::parse_with(Bytes::from(text), &small)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::TooLarge
+        );
+    }
+
+    #[test]
+    fn contact_star_and_expires() {
+        let m = parse(
+            "REGISTER sip:example.com SIP/2.0\r\nContact: *\r\nExpires: 0\r\nMin-Expires: 60\r\n\r\n",
+        );
+        assert_eq!(
+            m.contacts().map(Result::unwrap).collect::<Vec<_>>(),
+            [Contact::Star]
+        );
+        assert_eq!(m.expires(), Ok(Some(0)));
+        assert_eq!(m.min_expires(), Ok(Some(60)));
+    }
+
+    #[test]
+    fn quoted_sip_instance_in_contact_list() {
+        let m = parse(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             Contact: <sip:a@192.0.2.1;ob>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1, \
+             <sip:b@192.0.2.2>;expires=60\r\n\r\n",
+        );
+        let contacts: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        assert_eq!(contacts.len(), 2);
+        let first = contacts[0].address().unwrap();
+        assert_eq!(
+            first.sip_instance().unwrap().as_ref(),
+            b"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"
+        );
+        assert_eq!(first.reg_id(), Some(1));
+        assert!(first.uri().as_sip().unwrap().ob());
+        assert_eq!(contacts[1].address().unwrap().expires(), Some(60));
+    }
+
+    #[test]
+    fn routes_and_paths() {
+        let m = parse(
+            "INVITE sip:a@b SIP/2.0\r\nRoute: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\nRoute: <sip:p3.example.com>\r\n\
+             Record-Route: <sip:rr.example.com;lr>\r\nPath: <sip:edge.example.com;lr;ob>\r\n\r\n",
+        );
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri().as_str()).collect();
+        assert_eq!(
+            routes,
+            [
+                "sip:p1.example.com;lr",
+                "sip:p2.example.com;lr",
+                "sip:p3.example.com"
+            ]
+        );
+        assert_eq!(m.record_routes().count(), 1);
+        assert!(m
+            .paths()
+            .next()
+            .unwrap()
+            .unwrap()
+            .uri()
+            .as_sip()
+            .unwrap()
+            .ob());
+    }
+
+    #[test]
+    fn non_utf8_header_values_are_bytes() {
+        let m = Message::parse_slice(
+            b"OPTIONS sip:a@b SIP/2.0\r\nSubject: \xff\xfe\r\nUser-Agent: ua \xc3\r\n\r\n",
+        )
+        .unwrap();
+        let subject = m.headers().find(|h| h.name == HeaderName::Subject).unwrap();
+        assert_eq!(subject.value, b"\xff\xfe");
+        assert_eq!(subject.value_str(), None);
+        assert_eq!(m.user_agent(), Some(&b"ua \xc3"[..]));
+    }
+
+    #[test]
+    fn views_report_missing_headers() {
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\n\r\n");
+        assert_eq!(m.top_via().unwrap_err().kind(), ErrorKind::MissingHeader);
+        assert_eq!(m.cseq().unwrap_err().header(), Some(HeaderName::CSeq));
+        assert_eq!(m.branch(), None);
+        assert_eq!(m.max_forwards(), Ok(None));
+        assert_eq!(m.content_type(), Ok(None));
+        assert_eq!(m.contacts().count(), 0);
     }
 }
