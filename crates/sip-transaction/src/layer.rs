@@ -513,21 +513,19 @@ impl TransactionLayer {
             let tx = self.transactions.get(&id)?;
             (tx.response_to_tag.as_deref() == to_tag).then_some(id)
         });
-        let actions = match invite.and_then(|id| self.transactions.get_mut(&id)) {
-            Some(Transaction {
-                machine: Machine::InviteServer(machine),
-                ..
-            }) => machine.on_ack(now),
-            _ => {
-                self.outputs.push_back(Output::Ack {
-                    transaction: None,
-                    request: ack,
-                    flow,
-                });
-                return;
-            }
+        let Some(id) = invite else {
+            self.outputs.push_back(Output::Ack {
+                transaction: None,
+                request: ack,
+                flow,
+            });
+            return;
         };
-        let Some(id) = invite else { return };
+        // ACK keys carry the INVITE method, so only INVITE server transactions match.
+        let actions = match self.transactions.get_mut(&id).map(|tx| &mut tx.machine) {
+            Some(Machine::InviteServer(machine)) => machine.on_ack(now),
+            _ => Vec::new(),
+        };
         let deliver = Output::Ack {
             transaction: Some(id),
             request: ack,
@@ -611,15 +609,15 @@ impl TransactionLayer {
             TransactionState::Calling => return Err(CancelError::NoProvisionalResponse),
             _ => return Err(CancelError::AlreadyAnswered),
         }
-        if self.transactions.len() >= self.config.max_transactions {
-            return Err(CancelError::Overloaded);
-        }
         let cancel = message::cancel_for(&tx.request).map_err(CancelError::Unbuildable)?;
         let (key, kind) = message::client_facts(&cancel).map_err(CancelError::Unbuildable)?;
         let flow = tx.flow;
         // A CANCEL for this INVITE already runs: the TU asked twice.
         if let Some(&existing) = self.clients.get(&key) {
             return Ok(existing);
+        }
+        if self.transactions.len() >= self.config.max_transactions {
+            return Err(CancelError::Overloaded);
         }
         Ok(self.start_client(cancel, key, kind, flow, now))
     }
