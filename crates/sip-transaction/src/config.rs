@@ -47,6 +47,7 @@ impl Timers {
 /// Configuration of a [`TransactionLayer`](crate::TransactionLayer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
+    /// T1, T2, T4.
     pub timers: Timers,
     /// How long an INVITE server transaction waits for the TU's first response before
     /// sending 100 (Trying) itself (RFC 3261 §17.2.1: 200 ms). Zero sends it at once.

@@ -300,6 +300,7 @@ pub struct TransactionLayer {
 }
 
 impl TransactionLayer {
+    /// An empty layer; fails on nonsensical timers.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
@@ -318,6 +319,7 @@ impl TransactionLayer {
         self.transactions.len()
     }
 
+    /// Whether no transaction is live.
     pub fn is_empty(&self) -> bool {
         self.transactions.is_empty()
     }
