@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::error::{ErrorKind, ParseError};
-use crate::params::{parse_params, Params};
+use crate::params::{parse_params, Param, Params};
 use crate::scan::{is_lws, is_token, parse_u32, unquote, Cursor};
 use crate::uri::{parse_uri, Uri};
 
@@ -43,12 +43,22 @@ pub struct NameAddr<'a> {
     uri: Uri<'a>,
     bracketed: bool,
     params: Params<'a>,
+    tag: Option<&'a str>,
 }
 
 impl<'a> NameAddr<'a> {
     /// Parses one address value. `offset` is the position of `text` for
     /// error reporting.
     pub fn parse(text: &'a [u8], offset: usize) -> Result<NameAddr<'a>, ParseError> {
+        Self::parse_with(text, offset, |_, _| Ok(()))
+    }
+
+    /// Parses, showing every header parameter to `on_param` (with its offset).
+    fn parse_with(
+        text: &'a [u8],
+        offset: usize,
+        mut on_param: impl FnMut(&Param<'a>, usize) -> Result<(), ParseError>,
+    ) -> Result<NameAddr<'a>, ParseError> {
         let mut cursor = Cursor::new(text, offset);
         cursor.skip_lws();
         if cursor.at_end() {
@@ -115,13 +125,20 @@ impl<'a> NameAddr<'a> {
             }
             parse_uri(uri_bytes, cursor.base + uri_start)?
         };
-        let params = parse_params(&mut cursor)?;
+        let mut tag = None;
+        let params = parse_params(&mut cursor, |param, at| {
+            if tag.is_none() && param.name.eq_ignore_ascii_case("tag") {
+                tag = param.value_str();
+            }
+            on_param(param, at)
+        })?;
         Ok(NameAddr {
             raw: text,
             display_name,
             uri,
             bracketed,
             params,
+            tag,
         })
     }
 
@@ -147,7 +164,7 @@ impl<'a> NameAddr<'a> {
     }
     /// The `tag` parameter (From/To).
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.value("tag")
+        self.tag
     }
 }
 
@@ -166,22 +183,31 @@ impl<'a> Contact<'a> {
         if crate::scan::trim_lws(text) == b"*" {
             return Ok(Contact::Star);
         }
-        let addr = NameAddr::parse(text, offset)?;
-        let contact = ContactAddr { addr };
-        let params = addr.params();
-        if let Some(p) = params.get("expires") {
-            let value = p.value.unwrap_or_default();
-            parse_u32(value).map_err(|kind| ParseError::new(kind, offset))?;
-        }
-        if let Some(p) = params.get("q") {
-            if parse_qvalue(p.value.unwrap_or_default()).is_none() {
-                return Err(ParseError::new(ErrorKind::BadQValue, offset));
+        let (mut expires, mut q, mut reg_id, mut instance) = (None, None, None, None);
+        // First occurrence wins, as with `Params::get`.
+        let addr = NameAddr::parse_with(text, offset, |param, at| {
+            let name = param.name;
+            let value = param.value.unwrap_or_default();
+            if name.eq_ignore_ascii_case("expires") && expires.is_none() {
+                expires = Some(parse_u32(value).map_err(|kind| ParseError::new(kind, at))?);
+            } else if name.eq_ignore_ascii_case("q") && q.is_none() {
+                q = Some(
+                    parse_qvalue(value).ok_or_else(|| ParseError::new(ErrorKind::BadQValue, at))?,
+                );
+            } else if name.eq_ignore_ascii_case("reg-id") && reg_id.is_none() {
+                reg_id = Some(parse_u32(value).map_err(|kind| ParseError::new(kind, at))?);
+            } else if name.eq_ignore_ascii_case("+sip.instance") && instance.is_none() {
+                instance = param.value;
             }
-        }
-        if let Some(p) = params.get("reg-id") {
-            parse_u32(p.value.unwrap_or_default()).map_err(|kind| ParseError::new(kind, offset))?;
-        }
-        Ok(Contact::Address(contact))
+            Ok(())
+        })?;
+        Ok(Contact::Address(ContactAddr {
+            addr,
+            expires,
+            q,
+            reg_id,
+            instance,
+        }))
     }
 
     /// The address, unless this is `*`.
@@ -197,6 +223,10 @@ impl<'a> Contact<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContactAddr<'a> {
     addr: NameAddr<'a>,
+    expires: Option<u32>,
+    q: Option<u16>,
+    reg_id: Option<u32>,
+    instance: Option<&'a [u8]>,
 }
 
 impl<'a> std::ops::Deref for ContactAddr<'a> {
@@ -213,20 +243,20 @@ impl<'a> ContactAddr<'a> {
     }
     /// The `expires` parameter in seconds.
     pub fn expires(&self) -> Option<u32> {
-        parse_u32(self.addr.params.get("expires")?.value?).ok()
+        self.expires
     }
     /// The `q` parameter as thousandths (0..=1000): `q=0.33` is 330.
     pub fn q(&self) -> Option<u16> {
-        parse_qvalue(self.addr.params.get("q")?.value?)
+        self.q
     }
     /// The `+sip.instance` value without its quotes, e.g.
     /// `<urn:uuid:00000000-0000-1000-8000-000A95A0E128>`.
     pub fn sip_instance(&self) -> Option<Cow<'a, [u8]>> {
-        self.addr.params.get("+sip.instance")?.value_unquoted()
+        self.instance.map(unquote)
     }
     /// The `reg-id` parameter (RFC 5626).
     pub fn reg_id(&self) -> Option<u32> {
-        parse_u32(self.addr.params.get("reg-id")?.value?).ok()
+        self.reg_id
     }
     /// Whether the `ob` header parameter is present (RFC 5626). Note: `ob`
     /// inside the URI is [`SipUri::ob`](crate::SipUri::ob).

@@ -120,11 +120,21 @@ fn next_param<'a>(cursor: &mut Cursor<'a>) -> Result<Option<Param<'a>>, ParseErr
 }
 
 /// Validates parameters from the cursor to the end of its buffer and returns
-/// them as a [`Params`] view.
-pub(crate) fn parse_params<'a>(cursor: &mut Cursor<'a>) -> Result<Params<'a>, ParseError> {
+/// them as a [`Params`] view. `on_param` sees each parameter with its offset
+/// once, so views can pick out their typed parameters in the same pass.
+pub(crate) fn parse_params<'a>(
+    cursor: &mut Cursor<'a>,
+    mut on_param: impl FnMut(&Param<'a>, usize) -> Result<(), ParseError>,
+) -> Result<Params<'a>, ParseError> {
     cursor.skip_lws();
     let start = cursor.pos;
-    while next_param(cursor)?.is_some() {}
+    loop {
+        let at = cursor.base + cursor.pos;
+        match next_param(cursor)? {
+            Some(param) => on_param(&param, at)?,
+            None => break,
+        }
+    }
     Ok(Params {
         raw: cursor.slice(start, cursor.buf.len()),
     })

@@ -253,6 +253,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Returns the index just after the closing quote of a quoted string whose
+/// content starts at `from` (or the end of `buf` if it is unterminated).
+fn skip_quoted(buf: &[u8], mut from: usize) -> usize {
+    loop {
+        let rest = buf.get(from..).unwrap_or_default();
+        match memchr::memchr2(b'"', b'\\', rest) {
+            None => return buf.len(),
+            Some(found) if rest.get(found) == Some(&b'"') => return from + found + 1,
+            Some(found) => from += found + 2,
+        }
+    }
+}
+
 /// Splits a header value into list elements at commas that are outside
 /// quoted strings and angle brackets. Each element is trimmed of white space
 /// and comes with its offset in the message. Empty elements are yielded (the
@@ -285,37 +298,75 @@ impl<'a> Iterator for CommaSplit<'a> {
             return None;
         }
         let start = self.pos;
-        let mut in_quotes = false;
-        let mut in_angle = false;
+        // Jump between the bytes that matter with memchr instead of walking
+        // every byte: most values have no quotes and no commas.
         let mut i = start;
         let end = loop {
-            let Some(&b) = self.buf.get(i) else {
+            let rest = self.buf.get(i..).unwrap_or_default();
+            let Some(found) = memchr::memchr3(b',', b'"', b'<', rest) else {
                 self.done = true;
-                break i;
+                break self.buf.len();
             };
-            if in_quotes {
-                match b {
-                    b'\\' => i += 1,
-                    b'"' => in_quotes = false,
-                    _ => {}
-                }
-            } else if in_angle {
-                if b == b'>' {
-                    in_angle = false;
-                }
-            } else {
-                match b {
-                    b'"' => in_quotes = true,
-                    b'<' => in_angle = true,
-                    b',' => break i,
-                    _ => {}
+            let at = i + found;
+            match self.buf.get(at) {
+                Some(b',') => break at,
+                Some(b'"') => i = skip_quoted(self.buf, at + 1),
+                _ => {
+                    let after = self.buf.get(at + 1..).unwrap_or_default();
+                    i = memchr::memchr(b'>', after).map_or(self.buf.len(), |close| at + 2 + close);
                 }
             }
-            i += 1;
         };
         self.pos = end.saturating_add(1);
         let element = self.buf.get(start..end).unwrap_or_default();
         let leading = element.iter().take_while(|&&b| is_lws(b)).count();
         Some((trim_lws(element), self.base + start + leading))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(value: &[u8]) -> Vec<(&[u8], usize)> {
+        CommaSplit::new(value, 100).collect()
+    }
+
+    #[test]
+    fn comma_split_respects_quotes_and_angles() {
+        assert_eq!(
+            split(b"\"a, \\\"b\" <sip:x,y@h>;p=1 , <sip:z@h>"),
+            [
+                (&b"\"a, \\\"b\" <sip:x,y@h>;p=1"[..], 100),
+                (&b"<sip:z@h>"[..], 127)
+            ]
+        );
+        assert_eq!(
+            split(b"a,,b"),
+            [(&b"a"[..], 100), (&b""[..], 102), (&b"b"[..], 103)]
+        );
+        assert_eq!(split(b"  "), []);
+        assert_eq!(split(b"a,"), [(&b"a"[..], 100), (&b""[..], 102)]);
+        assert_eq!(split(b"\"open, <x"), [(&b"\"open, <x"[..], 100)]);
+        assert_eq!(split(b"<open, \"x"), [(&b"<open, \"x"[..], 100)]);
+        assert_eq!(split(b"\"trailing\\"), [(&b"\"trailing\\"[..], 100)]);
+    }
+
+    #[test]
+    fn unescape_and_unquote() {
+        assert_eq!(unescape(b"a%41%4").as_ref(), b"aA%4");
+        assert_eq!(unescape(b"%zz%2541").as_ref(), b"%zz%41");
+        assert_eq!(unquote(b"\"a\\\"b\\\\\"").as_ref(), b"a\"b\\");
+        assert_eq!(unquote(b"token").as_ref(), b"token");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"0009"), Ok(9));
+        assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), Err(ErrorKind::NumberOutOfRange));
+        assert_eq!(parse_u32(b"-1"), Err(ErrorKind::BadNumber));
+        assert_eq!(parse_u32(b""), Err(ErrorKind::BadNumber));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
     }
 }

@@ -142,7 +142,7 @@ impl<'a> MediaType<'a> {
         cursor.expect(b'/', ErrorKind::UnexpectedChar)?;
         cursor.skip_lws();
         let subtype = cursor.token(ErrorKind::UnexpectedChar)?;
-        let params = parse_params(&mut cursor)?;
+        let params = parse_params(&mut cursor, |_, _| Ok(()))?;
         Ok(MediaType {
             mtype,
             subtype,

@@ -15,6 +15,11 @@ pub struct Via<'a> {
     host: Host<'a>,
     port: Option<u16>,
     params: Params<'a>,
+    branch: Option<&'a str>,
+    received: Option<&'a str>,
+    rport: Option<RPort>,
+    maddr: Option<&'a str>,
+    ttl: Option<u8>,
 }
 
 /// The RFC 3581 `rport` parameter.
@@ -60,8 +65,32 @@ impl<'a> Via<'a> {
         } else {
             cursor.pos = checkpoint;
         }
-        let params = parse_params(&mut cursor)?;
-        let via = Via {
+        let (mut branch, mut received, mut rport, mut maddr, mut ttl) =
+            (None, None, None, None, None);
+        // First occurrence wins, as with `Params::get`.
+        let params = parse_params(&mut cursor, |param, at| {
+            let name = param.name;
+            if name.eq_ignore_ascii_case("branch") {
+                branch = branch.or(param.value_str());
+            } else if name.eq_ignore_ascii_case("received") {
+                received = received.or(param.value_str());
+            } else if name.eq_ignore_ascii_case("rport") && rport.is_none() {
+                rport = Some(match param.value {
+                    None => RPort::Requested,
+                    Some(v) => RPort::Port(parse_port(v, at)?),
+                });
+            } else if name.eq_ignore_ascii_case("maddr") {
+                maddr = maddr.or(param.value_str());
+            } else if name.eq_ignore_ascii_case("ttl") && ttl.is_none() {
+                let value = parse_u32(param.value.unwrap_or_default())
+                    .ok()
+                    .and_then(|t| u8::try_from(t).ok())
+                    .ok_or_else(|| ParseError::new(ErrorKind::NumberOutOfRange, at))?;
+                ttl = Some(value);
+            }
+            Ok(())
+        })?;
+        Ok(Via {
             raw: text,
             protocol_name,
             protocol_version,
@@ -69,19 +98,12 @@ impl<'a> Via<'a> {
             host,
             port,
             params,
-        };
-        // Typed parameters must be well formed when present.
-        if let Some(param) = params.get("rport") {
-            if param.value.is_some() && via.rport().is_none() {
-                return Err(ParseError::new(ErrorKind::BadPort, offset));
-            }
-        }
-        if let Some(ttl) = params.get("ttl").and_then(|p| p.value) {
-            if !parse_u32(ttl).is_ok_and(|t| t <= 255) {
-                return Err(ParseError::new(ErrorKind::NumberOutOfRange, offset));
-            }
-        }
-        Ok(via)
+            branch,
+            received,
+            rport,
+            maddr,
+            ttl,
+        })
     }
 
     /// The value as written.
@@ -114,32 +136,27 @@ impl<'a> Via<'a> {
     }
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.value("branch")
+        self.branch
     }
     /// Whether the branch carries the RFC 3261 magic cookie `z9hG4bK`.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+        self.branch.is_some_and(|b| b.starts_with("z9hG4bK"))
     }
     /// The `received` parameter (IPv6 with or without brackets, as written).
     pub fn received(&self) -> Option<&'a str> {
-        self.params.value("received")
+        self.received
     }
     /// The `rport` parameter.
     pub fn rport(&self) -> Option<RPort> {
-        let param = self.params.get("rport")?;
-        match param.value {
-            None => Some(RPort::Requested),
-            Some(v) => parse_port(v, 0).ok().map(RPort::Port),
-        }
+        self.rport
     }
     /// The `maddr` parameter.
     pub fn maddr(&self) -> Option<&'a str> {
-        self.params.value("maddr")
+        self.maddr
     }
     /// The `ttl` parameter.
     pub fn ttl(&self) -> Option<u8> {
-        let value = self.params.get("ttl")?.value?;
-        parse_u32(value).ok().and_then(|t| u8::try_from(t).ok())
+        self.ttl
     }
 }
 
