@@ -1,1 +1,63 @@
-fn main() {}
+//! sipd: SIP registrar and proxy with a Vobiz-compatible REST API. This file only wires the
+//! command line to the commands; each lives in its own module.
+
+mod account;
+mod cli;
+mod config;
+mod database;
+mod logging;
+mod secret;
+mod serve;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{AccountCommand, Cli, Command};
+use config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sipd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.or_else(|| {
+        let default = PathBuf::from(config::DEFAULT_FILE);
+        default.is_file().then_some(default)
+    });
+    let config = Config::load(file.as_deref(), |name| std::env::var_os(name))?;
+    logging::init(&config.log)?;
+    match &file {
+        Some(path) => tracing::info!(path = %path.display(), "configuration file read"),
+        None => tracing::info!("no configuration file: built-in defaults"),
+    }
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve::run(config).await,
+            Command::Migrate => database::migrate_command(&config).await,
+            Command::Account {
+                command:
+                    AccountCommand::Create {
+                        name,
+                        auth_id,
+                        auth_token,
+                    },
+            } => {
+                let request = account::CreateAccount {
+                    name,
+                    auth_id,
+                    auth_token,
+                };
+                account::create(&config, request).await
+            }
+        }
+    })
+}

@@ -1,0 +1,756 @@
+//! Typed configuration, read once at start. Layers, later wins: the built-in defaults (the
+//! shipped `config/sipd.toml`, compiled in), the config file, then `SIPD_<SECTION>_<KEY>`
+//! environment variables. The defaults file is also the schema: a key it lacks is unknown, and
+//! its values fix each key's type.
+
+use crate::secret::SecretKey;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The one source of defaults, so that the documented file and the binary cannot drift.
+const DEFAULTS: &str = include_str!("../../../config/sipd.toml");
+
+/// Config file read when `--config` is not given and it exists (relative to the working dir).
+pub const DEFAULT_FILE: &str = "config/sipd.toml";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub sip: SipConfig,
+    pub database: DatabaseConfig,
+    pub data: DataConfig,
+    pub security: SecurityConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipConfig {
+    /// Lower-case host name; also the digest realm.
+    pub domain: String,
+    pub udp: Listen,
+    pub tcp: Listen,
+    pub tls: Listen,
+    pub wss: Listen,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// `None`: use (or create) the key file in the data dir.
+    pub secret_key: Option<SecretKey>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A filter in RUST_LOG syntax, already checked to parse.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A listener address, or `off` for a transport that is not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    Addr(SocketAddr),
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::Addr(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// A database URL. It may carry a password, so `Display` and `Debug` mask it; `as_str` is
+/// for the store only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    fn parse(text: &str) -> Result<DatabaseUrl, String> {
+        let text = text.trim();
+        if ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
+            Ok(DatabaseUrl(text.to_owned()))
+        } else {
+            // The value is not echoed: it may hold a password.
+            Err("expected a URL starting with postgres://, postgresql:// or sqlite:".to_owned())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL with the password of `user:password@` and of `password=` parameters masked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (base, query) = match self.0.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.0.as_str(), None),
+        };
+        match base.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                let (authority, path) = rest.split_at(authority_end);
+                match authority.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                        let masked = if userinfo.contains(':') { ":***" } else { "" };
+                        write!(f, "{scheme}://{user}{masked}@{host}{path}")?
+                    }
+                    None => f.write_str(base)?,
+                }
+            }
+            None => f.write_str(base)?,
+        }
+        if let Some(query) = query {
+            let parameters: Vec<String> = query
+                .split('&')
+                .map(|parameter| match parameter.split_once('=') {
+                    Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => parameter.to_owned(),
+                })
+                .collect();
+            write!(f, "?{}", parameters.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Where a setting's value came from, for error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("built-in defaults"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{origin} is not valid TOML: {message}")]
+    Syntax { origin: Origin, message: String },
+    #[error("unknown key `{key}` in {origin} (config/sipd.toml lists every key)")]
+    UnknownKey { key: String, origin: Origin },
+    #[error("invalid value for `{key}` (from {origin}): {reason}")]
+    Invalid {
+        key: String,
+        origin: Origin,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Built-in defaults, overlaid with `file` if given, then with the `SIPD_*` variables that
+    /// `env` returns (a lookup by name, so tests need not touch the process environment).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        let mut settings = Settings::parse(DEFAULTS, Origin::Default)?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })?;
+            settings.overlay(Settings::parse(&text, Origin::File(path.to_owned()))?)?;
+        }
+        settings.overlay_env(env)?;
+        Config::from_settings(&settings)
+    }
+
+    fn from_settings(settings: &Settings) -> Result<Config, ConfigError> {
+        Ok(Config {
+            api: ApiConfig {
+                listen: settings.string("api.listen", parse_socket_addr)?,
+                shutdown_timeout: settings
+                    .integer("api.shutdown_timeout_secs", |n| seconds(n, 0, 3600))?,
+            },
+            sip: SipConfig {
+                domain: settings.string("sip.domain", parse_domain)?,
+                udp: settings.string("sip.udp", parse_listen)?,
+                tcp: settings.string("sip.tcp", parse_listen)?,
+                tls: settings.string("sip.tls", parse_listen)?,
+                wss: settings.string("sip.wss", parse_listen)?,
+            },
+            database: DatabaseConfig {
+                url: settings.string("database.url", DatabaseUrl::parse)?,
+                max_connections: settings.integer("database.max_connections", |n| {
+                    in_range(n, 1, 1000).map(|n| n as u32)
+                })?,
+                acquire_timeout: settings
+                    .integer("database.acquire_timeout_secs", |n| seconds(n, 1, 3600))?,
+            },
+            data: DataConfig {
+                dir: settings.string("data.dir", parse_dir)?,
+            },
+            security: SecurityConfig {
+                secret_key: settings.string("security.secret_key", |text| {
+                    if text.trim().is_empty() {
+                        Ok(None)
+                    } else {
+                        SecretKey::from_hex(text).map(Some)
+                    }
+                })?,
+            },
+            log: LogConfig {
+                format: settings.string("log.format", parse_log_format)?,
+                level: settings.string("log.level", parse_log_filter)?,
+            },
+        })
+    }
+}
+
+/// The environment variable that overrides `section.key`.
+pub fn env_var_name(key: &str) -> String {
+    format!("SIPD_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+struct Setting {
+    value: toml::Value,
+    origin: Origin,
+}
+
+/// Flat `section.key` → value map.
+struct Settings(BTreeMap<String, Setting>);
+
+impl Settings {
+    /// Parses a file of `[section]` tables holding strings, integers or booleans.
+    fn parse(text: &str, origin: Origin) -> Result<Settings, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|error: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.clone(),
+                    message: error.to_string(),
+                })?;
+        let mut settings = BTreeMap::new();
+        for (section, keys) in table {
+            let toml::Value::Table(keys) = keys else {
+                return Err(ConfigError::UnknownKey {
+                    key: section,
+                    origin,
+                });
+            };
+            for (key, value) in keys {
+                let key = format!("{section}.{key}");
+                if value.is_table() || value.is_array() || value.is_datetime() {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        origin,
+                        reason: format!(
+                            "expected a string, integer or boolean, got {}",
+                            value.type_str()
+                        ),
+                    });
+                }
+                settings.insert(
+                    key,
+                    Setting {
+                        value,
+                        origin: origin.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Settings(settings))
+    }
+
+    /// Replaces known keys with the other layer's values, which must have the same type.
+    fn overlay(&mut self, other: Settings) -> Result<(), ConfigError> {
+        for (key, setting) in other.0 {
+            let Some(current) = self.0.get_mut(&key) else {
+                return Err(ConfigError::UnknownKey {
+                    key,
+                    origin: setting.origin,
+                });
+            };
+            if current.value.type_str() != setting.value.type_str() {
+                return Err(ConfigError::Invalid {
+                    reason: format!(
+                        "expected {}, got {}",
+                        current.value.type_str(),
+                        setting.value.type_str()
+                    ),
+                    key,
+                    origin: setting.origin,
+                });
+            }
+            *current = setting;
+        }
+        Ok(())
+    }
+
+    /// Looks up the variable of every known key; the value is read as that key's type.
+    fn overlay_env(&mut self, env: impl Fn(&str) -> Option<OsString>) -> Result<(), ConfigError> {
+        for (key, current) in self.0.iter_mut() {
+            let name = env_var_name(key);
+            let Some(raw) = env(&name) else { continue };
+            let origin = Origin::Env(name);
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: key.clone(),
+                origin: origin.clone(),
+                reason,
+            };
+            let text = raw
+                .into_string()
+                .map_err(|_| invalid("not valid UTF-8".to_owned()))?;
+            let value = match &current.value {
+                toml::Value::Integer(_) => text
+                    .trim()
+                    .parse()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| invalid(format!("expected an integer, got {text:?}")))?,
+                toml::Value::Boolean(_) => match text.trim() {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => return Err(invalid(format!("expected true or false, got {text:?}"))),
+                },
+                _ => toml::Value::String(text),
+            };
+            *current = Setting { value, origin };
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<&Setting, ConfigError> {
+        self.0.get(key).ok_or_else(|| ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: Origin::Default,
+            reason: "missing from the built-in defaults".to_owned(),
+        })
+    }
+
+    fn string<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let setting = self.get(key)?;
+        let parsed = match &setting.value {
+            toml::Value::String(text) => parse(text),
+            other => Err(format!("expected a string, got {}", other.type_str())),
+        };
+        parsed.map_err(|reason| invalid(key, setting, reason))
+    }
+
+    fn integer<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(i64) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let setting = self.get(key)?;
+        let parsed = match &setting.value {
+            toml::Value::Integer(number) => parse(*number),
+            other => Err(format!("expected an integer, got {}", other.type_str())),
+        };
+        parsed.map_err(|reason| invalid(key, setting, reason))
+    }
+}
+
+fn invalid(key: &str, setting: &Setting, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: setting.origin.clone(),
+        reason,
+    }
+}
+
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("expected IP:port such as 127.0.0.1:8080, got {text:?}"))
+}
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text.trim() == "off" {
+        return Ok(Listen::Off);
+    }
+    text.trim()
+        .parse()
+        .map(Listen::Addr)
+        .map_err(|_| format!("expected IP:port such as 0.0.0.0:5060, or \"off\"; got {text:?}"))
+}
+
+fn parse_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim();
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if domain.len() <= 253 && domain.split('.').all(valid_label) {
+        Ok(domain.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "expected a host name such as sip.example.com, got {text:?}"
+        ))
+    }
+}
+
+fn parse_dir(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        Err("expected a folder path, got an empty string".to_owned())
+    } else {
+        Ok(PathBuf::from(text))
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected \"text\" or \"json\", got {text:?}")),
+    }
+}
+
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    let filter = text.trim();
+    if filter.is_empty() {
+        return Err("expected a filter such as \"info\" or \"info,sipd_api=debug\"".to_owned());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(|_| filter.to_owned())
+        .map_err(|error| format!("{error} in {text:?}"))
+}
+
+fn in_range(number: i64, min: i64, max: i64) -> Result<i64, String> {
+    if (min..=max).contains(&number) {
+        Ok(number)
+    } else {
+        Err(format!("expected {min} to {max}, got {number}"))
+    }
+}
+
+fn seconds(number: i64, min: i64, max: i64) -> Result<Duration, String> {
+    in_range(number, min, max).map(|n| Duration::from_secs(n as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), OsString::from(value)))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn defaults() -> Config {
+        Config::load(None, env(&[])).unwrap()
+    }
+
+    fn load_error(pairs: &[(&str, &str)]) -> String {
+        Config::load(None, env(pairs)).unwrap_err().to_string()
+    }
+
+    fn write_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn built_in_defaults_are_the_documented_ones() {
+        let config = defaults();
+        assert_eq!(config.api.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.api.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(config.sip.domain, "sip.vobiz.ai");
+        assert_eq!(
+            config.sip.udp,
+            Listen::Addr("0.0.0.0:5060".parse().unwrap())
+        );
+        assert_eq!(
+            config.sip.tcp,
+            Listen::Addr("0.0.0.0:5060".parse().unwrap())
+        );
+        assert_eq!(
+            config.sip.tls,
+            Listen::Addr("0.0.0.0:5061".parse().unwrap())
+        );
+        assert_eq!(
+            config.sip.wss,
+            Listen::Addr("0.0.0.0:7443".parse().unwrap())
+        );
+        assert_eq!(config.database.url.as_str(), "sqlite://data/sipd.db");
+        assert_eq!(config.database.max_connections, 10);
+        assert_eq!(config.database.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(config.data.dir, PathBuf::from("data"));
+        assert_eq!(config.security.secret_key, None);
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert_eq!(config.log.level, "info");
+    }
+
+    #[test]
+    fn every_key_can_be_overridden_from_the_environment() {
+        let overrides = [
+            ("SIPD_API_LISTEN", "0.0.0.0:9000"),
+            ("SIPD_API_SHUTDOWN_TIMEOUT_SECS", "3"),
+            ("SIPD_SIP_DOMAIN", "Registrar.Example.COM"),
+            ("SIPD_SIP_UDP", "off"),
+            ("SIPD_SIP_TCP", "127.0.0.1:5070"),
+            ("SIPD_SIP_TLS", "off"),
+            ("SIPD_SIP_WSS", "[::1]:8443"),
+            ("SIPD_DATABASE_URL", "postgres://sipd:pw@db:5432/sipd"),
+            ("SIPD_DATABASE_MAX_CONNECTIONS", " 20 "),
+            ("SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS", "30"),
+            ("SIPD_DATA_DIR", "/var/lib/sipd"),
+            ("SIPD_SECURITY_SECRET_KEY", &"0f".repeat(32)),
+            ("SIPD_LOG_FORMAT", "json"),
+            ("SIPD_LOG_LEVEL", "debug,sipd_api=trace"),
+        ];
+        // The list covers every key of the defaults file.
+        let mut named: Vec<String> = overrides.iter().map(|(name, _)| name.to_string()).collect();
+        let mut known: Vec<String> = Settings::parse(DEFAULTS, Origin::Default)
+            .unwrap()
+            .0
+            .keys()
+            .map(|key| env_var_name(key))
+            .collect();
+        named.sort();
+        known.sort();
+        assert_eq!(named, known);
+
+        let base = defaults();
+        for (name, value) in overrides {
+            let config = Config::load(None, env(&[(name, value)])).unwrap();
+            assert_ne!(config, base, "{name} changed nothing");
+        }
+
+        let config = Config::load(None, env(&overrides)).unwrap();
+        assert_eq!(config.api.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.api.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(config.sip.domain, "registrar.example.com");
+        assert_eq!(config.sip.udp, Listen::Off);
+        assert_eq!(
+            config.sip.tcp,
+            Listen::Addr("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(config.sip.wss, Listen::Addr("[::1]:8443".parse().unwrap()));
+        assert_eq!(
+            config.database.url.as_str(),
+            "postgres://sipd:pw@db:5432/sipd"
+        );
+        assert_eq!(config.database.max_connections, 20);
+        assert_eq!(config.database.acquire_timeout, Duration::from_secs(30));
+        assert_eq!(config.data.dir, PathBuf::from("/var/lib/sipd"));
+        assert_eq!(config.security.secret_key.unwrap().bytes(), [0x0f; 32]);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.level, "debug,sipd_api=trace");
+    }
+
+    #[test]
+    fn variables_that_match_no_key_are_ignored() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("SIPD_TEST_DATABASE_URL", "postgres://elsewhere/test"),
+                ("SIPD_API", "nonsense"),
+                ("SIPD_SIP_UDP_EXTRA", "nonsense"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config, defaults());
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let (_dir, path) = write_file(
+            "[api]\nlisten = \"127.0.0.1:9999\"\n[sip]\ndomain = \"pbx.example.org\"\ntls = \"off\"\n\
+             [database]\nmax_connections = 3\n",
+        );
+        let config =
+            Config::load(Some(&path), env(&[("SIPD_SIP_DOMAIN", "env.example.org")])).unwrap();
+        assert_eq!(config.api.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(config.sip.domain, "env.example.org");
+        assert_eq!(config.sip.tls, Listen::Off);
+        assert_eq!(config.database.max_connections, 3);
+        // Keys the file leaves out keep their defaults.
+        assert_eq!(config.sip.udp, defaults().sip.udp);
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_key_and_the_variable() {
+        for (name, value, key) in [
+            ("SIPD_SIP_UDP", "nonsense", "sip.udp"),
+            ("SIPD_SIP_WSS", "7443", "sip.wss"),
+            ("SIPD_API_LISTEN", "off", "api.listen"),
+            ("SIPD_API_LISTEN", "localhost:8080", "api.listen"),
+            (
+                "SIPD_DATABASE_MAX_CONNECTIONS",
+                "many",
+                "database.max_connections",
+            ),
+            (
+                "SIPD_DATABASE_MAX_CONNECTIONS",
+                "0",
+                "database.max_connections",
+            ),
+            (
+                "SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS",
+                "-1",
+                "database.acquire_timeout_secs",
+            ),
+            ("SIPD_SIP_DOMAIN", "bad domain", "sip.domain"),
+            ("SIPD_SIP_DOMAIN", "", "sip.domain"),
+            ("SIPD_LOG_FORMAT", "xml", "log.format"),
+            ("SIPD_LOG_LEVEL", "info,sipd=loud", "log.level"),
+            ("SIPD_DATA_DIR", "", "data.dir"),
+        ] {
+            let error = load_error(&[(name, value)]);
+            assert!(
+                error.contains(&format!("`{key}`")) && error.contains(name),
+                "{name}={value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_secrets() {
+        let error = load_error(&[("SIPD_SECURITY_SECRET_KEY", "hunter2hunter2")]);
+        assert!(error.contains("security.secret_key"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+
+        let error = load_error(&[("SIPD_DATABASE_URL", "mysql://root:hunter2@db/sipd")]);
+        assert!(error.contains("database.url"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_non_utf8_variable_is_an_error() {
+        use std::os::unix::ffi::OsStringExt;
+        let value = OsString::from_vec(vec![0xff, 0xfe]);
+        let error = Config::load(None, move |name| {
+            (name == "SIPD_DATA_DIR").then(|| value.clone())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("data.dir") && error.contains("UTF-8"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_the_key() {
+        let (_dir, path) = write_file("[api]\nlisen = \"127.0.0.1:1\"\n");
+        let error = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("api.lisen") && error.contains("other.toml"),
+            "{error}"
+        );
+
+        let (_dir, path) = write_file("[database]\nmax_connections = \"ten\"\n");
+        let error = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("database.max_connections") && error.contains("expected integer"),
+            "{error}"
+        );
+
+        let (_dir, path) = write_file("[sip]\nudp = \"nowhere\"\n");
+        let error = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("sip.udp") && error.contains("other.toml"),
+            "{error}"
+        );
+
+        let (_dir, path) = write_file("[api\n");
+        let error = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("other.toml") && error.contains("TOML"),
+            "{error}"
+        );
+
+        let error = Config::load(Some(Path::new("/nonexistent/sipd.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/sipd.toml"), "{error}");
+    }
+
+    #[test]
+    fn database_urls_are_shown_without_passwords() {
+        let show = |url: &str| DatabaseUrl::parse(url).unwrap().to_string();
+        assert_eq!(
+            show("postgres://sipd:s3cret@db:5432/sipd"),
+            "postgres://sipd:***@db:5432/sipd"
+        );
+        assert_eq!(show("postgres://sipd@db/sipd"), "postgres://sipd@db/sipd");
+        assert_eq!(
+            show("postgresql://db/sipd?user=sipd&password=s3cret&sslmode=require"),
+            "postgresql://db/sipd?user=sipd&password=***&sslmode=require"
+        );
+        assert_eq!(
+            show("sqlite://data/sipd.db?mode=rwc"),
+            "sqlite://data/sipd.db?mode=rwc"
+        );
+        let debug = format!(
+            "{:?}",
+            DatabaseUrl::parse("postgres://u:s3cret@h/d").unwrap()
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}
