@@ -290,11 +290,13 @@ impl Message {
         };
         let body_end = match content_length {
             Some(length) => {
-                let end = body_start + length as usize;
-                if end > buf.len() {
+                let end = body_start
+                    .checked_add(length as usize)
+                    .filter(|&end| end <= buf.len());
+                let Some(end) = end else {
                     return Err(ParseError::new(ErrorKind::BodyTruncated, buf.len())
                         .in_header(HeaderName::ContentLength));
-                }
+                };
                 end
             }
             None => buf.len(),

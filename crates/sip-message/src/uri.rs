@@ -526,7 +526,9 @@ fn parse_sip_uri<'a>(
                 .get(..question.unwrap_or(tail.len()))
                 .unwrap_or_default();
             let params = params_part.get(1..).unwrap_or_default();
-            if params.split(|&b| b == b';').any(<[u8]>::is_empty) && !params_part.is_empty() {
+            // Every parameter needs a name: no `;;`, trailing `;` or `;=v`.
+            let nameless = |param: &[u8]| param.is_empty() || param.first() == Some(&b'=');
+            if !params_part.is_empty() && params.split(|&b| b == b';').any(nameless) {
                 return Err(ParseError::new(ErrorKind::BadParam, host_offset + pos));
             }
             let headers = question.map(|q| ascii_str(tail.get(q + 1..).unwrap_or_default()));
@@ -634,6 +636,18 @@ mod tests {
         assert!(Uri::parse("sip:a@b c").is_err());
         assert!(Uri::parse("nocolon").is_err());
         assert!(Uri::parse("sip:a@b;;lr").is_err());
+        assert!(Uri::parse("sip:a@b;=x").is_err());
+        assert!(Uri::parse("sip:a@b;").is_err());
+        assert!(Uri::parse("sip:a@b?x=y").is_ok());
+        assert!(Uri::parse("sip:@b").is_err());
+        assert!(Uri::parse("sip:a@").is_err());
+        assert!(Uri::parse("sip:a@b:").is_err());
+        assert!(Uri::parse("sip:a@b:65536").is_err());
+        assert!(Uri::parse("sip:a@[::1").is_err());
+        assert!(Uri::parse("sip:a@[zz::1]").is_err());
+        assert!(Uri::parse("sip:a@b>").is_err());
+        assert!(Uri::parse("tel:").is_err());
+        assert!(Uri::parse("1abc:x").is_err());
     }
 
     #[test]
