@@ -7,10 +7,22 @@
 //! Secrets: account auth tokens are stored encrypted at rest (ChaCha20-Poly1305 with the server
 //! key) and verified in constant time; endpoint passwords are never stored, only digest HA1 values.
 
+mod accounts;
+mod applications;
+mod bindings;
+mod endpoints;
 mod model;
+mod secrets;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use model::*;
 
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, Executor, Transaction};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong, in the terms the API and registrar act on.
@@ -44,157 +56,150 @@ pub struct StoreOptions {
     pub realm: String,
     pub max_connections: u32,
     /// How long a request waits for a connection before the store reports `Unavailable`.
+    /// On SQLite it is also the busy timeout: how long a write waits for another writer's lock.
     pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    // The URL may carry a database password and the key is the token secret: keep both out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("realm", &self.realm)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    // backend pool, cipher, realm: owned by the store implementation
+    pool: AnyPool,
+    backend: Backend,
+    tokens: Arc<secrets::TokenSealer>,
+    realm: Arc<str>,
 }
+
+/// The SQL dialect behind the `Any` pool; queries are shared, only a few statements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    fn from_url(url: &str) -> Result<Backend> {
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            "sqlite" => Ok(Backend::Sqlite),
+            // Not the URL itself: it may carry a password.
+            _ => Err(StoreError::Database(format!(
+                "unsupported database URL scheme `{scheme}` (expected postgres: or sqlite:)"
+            ))),
+        }
+    }
+}
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 impl Store {
     /// Connect (lazily: a dead database at start is not fatal, requests get `Unavailable`).
     pub async fn connect(options: StoreOptions) -> Result<Store> {
-        unimplemented!("{}", options.url)
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(&options.url)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_folder(&options.url)?;
+        }
+        let busy_timeout_ms = options.acquire_timeout.as_millis().min(i32::MAX as u128);
+        let sqlite_pragmas: Arc<[String]> = Arc::from(vec![
+            "PRAGMA journal_mode = WAL".to_owned(),
+            "PRAGMA synchronous = NORMAL".to_owned(),
+            "PRAGMA foreign_keys = ON".to_owned(),
+            format!("PRAGMA busy_timeout = {busy_timeout_ms}"),
+            // SQLite's LIKE ignores ASCII case by default; PostgreSQL's does not.
+            "PRAGMA case_sensitive_like = ON".to_owned(),
+        ]);
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let pragmas = Arc::clone(&sqlite_pragmas);
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in pragmas.iter() {
+                            conn.execute(pragma.as_str()).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy(&options.url)
+            .map_err(|err| StoreError::Database(format!("invalid database URL: {err}")))?;
+        Ok(Store {
+            pool,
+            backend,
+            tokens: Arc::new(secrets::TokenSealer::new(&options.secret_key)),
+            realm: Arc::from(options.realm.as_str()),
+        })
     }
+
     /// Apply pending migrations (`migrations/postgres` or `migrations/sqlite`).
     pub async fn migrate(&self) -> Result<()> {
-        unimplemented!()
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.map_err(|err| match err {
+            MigrateError::Execute(err) | MigrateError::ExecuteMigration(err, _) => err.into(),
+            other => StoreError::Database(other.to_string()),
+        })
     }
+
     /// Round trip to the database (for `GET /health`).
     pub async fn ping(&self) -> Result<()> {
-        unimplemented!()
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
-    // ---- accounts -------------------------------------------------------------------------
-
-    /// Create a main account (`parent_id: None`, auth_id `MA_` + 8) or a sub-account (`SA_` + 8).
-    /// Generates auth_id / auth_token when not given; returns the clear token (shown once).
-    pub async fn create_account(&self, new: NewAccount) -> Result<(Account, String)> {
-        unimplemented!("{new:?}")
-    }
-    /// The account whose auth_id and token match (token compared in constant time), if enabled
-    /// or not. `None` for an unknown id or a wrong token (indistinguishable to the caller).
-    pub async fn authenticate(&self, auth_id: &str, auth_token: &str) -> Result<Option<Account>> {
-        unimplemented!("{auth_id}{auth_token}")
-    }
-    pub async fn account_by_auth_id(&self, auth_id: &str) -> Result<Option<Account>> {
-        unimplemented!("{auth_id}")
-    }
-    pub async fn account_by_id(&self, id: i64) -> Result<Option<Account>> {
-        unimplemented!("{id}")
-    }
-    /// Decrypted auth token (for signing webhooks, verifying SDK-minted tokens). Never log it.
-    pub async fn account_auth_token(&self, id: i64) -> Result<Option<String>> {
-        unimplemented!("{id}")
-    }
-    /// Sub-accounts of `parent_id`, newest first, and the total count.
-    pub async fn list_sub_accounts(
-        &self,
-        parent_id: i64,
-        active_only: bool,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<Account>, i64)> {
-        unimplemented!("{parent_id}{active_only}{limit}{offset}")
-    }
-    pub async fn update_account(&self, id: i64, patch: AccountPatch) -> Result<Option<Account>> {
-        unimplemented!("{id}{patch:?}")
-    }
-    /// Delete a sub-account. `cascade`: delete its endpoints and applications too; otherwise
-    /// they move to the parent account. Returns false if there was no such account.
-    pub async fn delete_sub_account(&self, id: i64, cascade: bool) -> Result<bool> {
-        unimplemented!("{id}{cascade}")
+    /// Close the pool: waits for checked-out connections to come back, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
-    // ---- applications ---------------------------------------------------------------------
+    /// A transaction for read-modify-write work. On SQLite it takes the write lock up front, so
+    /// it waits (busy timeout) instead of failing when another writer commits in between.
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        };
+        Ok(tx)
+    }
+}
 
-    /// Create an app owned by `new.account_id`. Setting `default_endpoint_app` (or
-    /// `default_number_app`) moves that flag off the owner's other apps.
-    pub async fn create_application(&self, new: NewApplication) -> Result<Application> {
-        unimplemented!("{new:?}")
+/// `sqlite://data/sipd.db?mode=rwc` creates the file but not its folder: create the folder.
+fn create_sqlite_folder(url: &str) -> Result<()> {
+    let rest = url
+        .split_once(':')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
     }
-    pub async fn get_application(&self, scope: Scope, app_id: &str) -> Result<Option<Application>> {
-        unimplemented!("{scope:?}{app_id}")
-    }
-    /// Newest first, and the total count.
-    pub async fn list_applications(
-        &self,
-        scope: Scope,
-        filter: &ApplicationFilter,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<Application>, i64)> {
-        unimplemented!("{scope:?}{filter:?}{limit}{offset}")
-    }
-    pub async fn update_application(
-        &self,
-        scope: Scope,
-        app_id: &str,
-        patch: ApplicationPatch,
-    ) -> Result<Option<Application>> {
-        unimplemented!("{scope:?}{app_id}{patch:?}")
-    }
-    /// Endpoints bound to the app are left with no application. False if not found.
-    pub async fn delete_application(&self, scope: Scope, app_id: &str) -> Result<bool> {
-        unimplemented!("{scope:?}{app_id}")
-    }
-    /// The app of `account_id` flagged `default_endpoint_app`, if any.
-    pub async fn default_endpoint_application(&self, account_id: i64) -> Result<Option<Application>> {
-        unimplemented!("{account_id}")
-    }
-
-    // ---- endpoints ------------------------------------------------------------------------
-
-    /// Fails with `Conflict { field: "username" }` when the username is taken by any account,
-    /// and `InvalidReference("application")` when the app does not exist.
-    pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<Endpoint> {
-        unimplemented!("{new:?}")
-    }
-    pub async fn get_endpoint(&self, scope: Scope, endpoint_id: &str) -> Result<Option<Endpoint>> {
-        unimplemented!("{scope:?}{endpoint_id}")
-    }
-    /// Newest first (`created_at DESC, id DESC`), and the total count.
-    pub async fn list_endpoints(
-        &self,
-        scope: Scope,
-        filter: &EndpointFilter,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<Endpoint>, i64)> {
-        unimplemented!("{scope:?}{filter:?}{limit}{offset}")
-    }
-    /// Partial update. A password change recomputes the HA1 values, stamps
-    /// `credentials_changed_at` and deletes the endpoint's registrations in the same transaction.
-    pub async fn update_endpoint(
-        &self,
-        scope: Scope,
-        endpoint_id: &str,
-        patch: EndpointPatch,
-    ) -> Result<Option<Endpoint>> {
-        unimplemented!("{scope:?}{endpoint_id}{patch:?}")
-    }
-    /// Deletes the endpoint and its registrations. False if not found.
-    pub async fn delete_endpoint(&self, scope: Scope, endpoint_id: &str) -> Result<bool> {
-        unimplemented!("{scope:?}{endpoint_id}")
-    }
-    /// Digest credentials by SIP username, for the registrar.
-    pub async fn credentials_by_username(&self, username: &str) -> Result<Option<Credentials>> {
-        unimplemented!("{username}")
-    }
-
-    // ---- registrations (bindings); the registrar issue builds on these --------------------
-
-    /// Insert or replace the binding (unique per endpoint + contact URI).
-    pub async fn upsert_binding(&self, binding: &Binding) -> Result<()> {
-        unimplemented!("{binding:?}")
-    }
-    pub async fn delete_binding(&self, endpoint_pk: i64, contact_uri: &str) -> Result<()> {
-        unimplemented!("{endpoint_pk}{contact_uri}")
-    }
-    /// All bindings that have not expired at `now_ms`, e.g. to reload at start.
-    pub async fn live_bindings(&self, now_ms: i64) -> Result<Vec<Binding>> {
-        unimplemented!("{now_ms}")
+    match std::path::Path::new(path).parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => {
+            std::fs::create_dir_all(folder).map_err(|err| {
+                StoreError::Unavailable(format!("cannot create {}: {err}", folder.display()))
+            })
+        }
+        _ => Ok(()),
     }
 }
