@@ -197,7 +197,8 @@ impl<'a> ForwardBuilder<'a> {
         self.remove_header(name).add_header(name, value)
     }
 
-    /// Appends a header line.
+    /// Appends a header line. Content-Length is always computed from the
+    /// body, so a Content-Length given here is ignored.
     pub fn add_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         self.added.push((name.to_owned(), value.as_ref().to_vec()));
         self
@@ -343,7 +344,11 @@ impl<'a> ForwardBuilder<'a> {
             out.extend_from_slice(header.line);
             out.extend_from_slice(b"\r\n");
         }
-        if !seen_max_forwards {
+        let caller_handles_max_forwards = self
+            .removed
+            .iter()
+            .any(|name| HeaderName::from_bytes(name.as_bytes()) == HeaderName::MaxForwards);
+        if !seen_max_forwards && !caller_handles_max_forwards {
             write_header(&mut out, b"Max-Forwards", b"70");
         }
         if !record_routes_written {
@@ -357,6 +362,9 @@ impl<'a> ForwardBuilder<'a> {
             }
         }
         for (name, value) in &self.added {
+            if HeaderName::from_bytes(name.as_bytes()) == HeaderName::ContentLength {
+                continue;
+            }
             write_header(&mut out, name.as_bytes(), value);
         }
         finish(&mut out, body);
@@ -661,6 +669,16 @@ mod tests {
         let request = Message::parse_slice(text.as_bytes()).unwrap();
         let forwarded = Message::parse_slice(&request.forward().build().unwrap()).unwrap();
         assert_eq!(forwarded.max_forwards(), Ok(Some(70)));
+        let replaced = request
+            .forward()
+            .set_header("Max-Forwards", "10")
+            .add_header("l", "999")
+            .build()
+            .unwrap();
+        let replaced = Message::parse_slice(&replaced).unwrap();
+        assert_eq!(replaced.headers_named(HeaderName::MaxForwards).count(), 1);
+        assert_eq!(replaced.max_forwards(), Ok(Some(10)));
+        assert_eq!(replaced.content_length(), Some(5));
         assert_eq!(forwarded.vias().count(), 3);
         assert_eq!(forwarded.routes().count(), 3);
         assert_eq!(forwarded.header_count(), request.header_count() + 1);

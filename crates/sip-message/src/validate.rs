@@ -121,3 +121,81 @@ impl Message {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP h.example.com;branch=z9hG4bK1\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: c1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        \r\n";
+
+    fn check(text: &str) -> Result<(), Rejection> {
+        Message::parse_slice(text.as_bytes()).unwrap().validate()
+    }
+
+    fn kind(text: &str) -> (u16, ErrorKind, Option<HeaderName>) {
+        let rejection = check(text).unwrap_err();
+        (
+            rejection.status,
+            rejection.error.kind(),
+            rejection.error.header(),
+        )
+    }
+
+    #[test]
+    fn accepts_a_minimal_request_and_response() {
+        check(GOOD).unwrap();
+        let response = GOOD.replace("OPTIONS sip:bob@example.com SIP/2.0", "SIP/2.0 200 OK");
+        check(&response).unwrap();
+    }
+
+    #[test]
+    fn rejects_with_status_and_reason() {
+        assert_eq!(
+            kind(&GOOD.replace("Via: SIP/2.0/UDP h.example.com;branch=z9hG4bK1\r\n", "")),
+            (400, ErrorKind::MissingHeader, Some(HeaderName::Via))
+        );
+        assert_eq!(
+            kind(&GOOD.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nMax-Forwards: 69\r\n"
+            )),
+            (
+                400,
+                ErrorKind::DuplicateHeader,
+                Some(HeaderName::MaxForwards)
+            )
+        );
+        assert_eq!(
+            kind(&GOOD.replace("Call-ID: c1", "i: c1\r\nCall-ID: c2")),
+            (400, ErrorKind::DuplicateHeader, Some(HeaderName::CallId))
+        );
+        assert_eq!(
+            kind(&GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")),
+            (400, ErrorKind::CSeqMismatch, Some(HeaderName::CSeq))
+        );
+        assert_eq!(
+            kind(&GOOD.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")).0,
+            505
+        );
+        assert_eq!(
+            kind(&GOOD.replace("Call-ID: c1", "Call-ID: c1\r\nContact: <sip:a@b>;q=2")),
+            (400, ErrorKind::BadQValue, Some(HeaderName::Contact))
+        );
+        assert_eq!(
+            kind(&GOOD.replace("Call-ID: c1", "Call-ID: c1\r\nExpires: soon")),
+            (400, ErrorKind::BadNumber, Some(HeaderName::Expires))
+        );
+        let rejection = check(&GOOD.replace("Call-ID: c1", "Call-ID: c 1")).unwrap_err();
+        assert_eq!(
+            rejection.to_string(),
+            "400: unexpected character at byte 177 in header Call-ID"
+        );
+    }
+}
