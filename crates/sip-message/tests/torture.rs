@@ -823,6 +823,60 @@ fn ipv6_correct_abnf_2_colons() {
     assert!(sip_uri(&ruri).host().ip().is_some());
 }
 
+/// Call-ID and CSeq of every message that must parse, as printed in the files.
+#[test]
+fn call_id_and_cseq_of_every_accepted_message() {
+    let expected = [
+        ("wsinv", "wsinv.ndaksdj@192.0.2.1", 9, "INVITE"),
+        ("esc01", "esc01.239409asdfakjkn23onasd0-3234", 234234, "INVITE"),
+        ("escnull", "escnull.39203ndfvkjdasfkq3w4otrq0adsfdfnavd", 14398234, "REGISTER"),
+        ("esc02", "esc02.asdfnqwo34rq23i34jrjasdcnl23nrlknsdf", 29344, "RE%47IST%45R"),
+        ("lwsdisp", "lwsdisp.1234abcd@funky.example.com", 60, "OPTIONS"),
+        ("longreq", "longreq.onereallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallyreallylongcallid", 3882340, "INVITE"),
+        ("dblreq", "dblreq.0ha0isndaksdj99sdfafnl3lk233412", 8, "REGISTER"),
+        ("semiuri", "semiuri.0ha0isndaksdj", 8, "OPTIONS"),
+        ("transports", "transports.kijh4akdnaqjkwendsasfdj", 60, "OPTIONS"),
+        ("mpart01", "3d9485ad0c49859b@Zmx1ZmZ5LW1hYy0xNi5sb2NhbA..", 1, "MESSAGE"),
+        ("unreason", "unreason.1234ksdfak3j2erwedfsASdf", 35, "INVITE"),
+        ("noreason", "noreason.asndj203insdf99223ndf", 35, "INVITE"),
+        ("badbranch", "badbranch.sadonfo23i420jv0as0derf3j3n", 8, "OPTIONS"),
+        ("unkscm", "unkscm.nasdfasser0q239nwsdfasdkl34", 3923423, "OPTIONS"),
+        ("novelsc", "novelsc.asdfasser0q239nwsdfasdkl34", 3923423, "OPTIONS"),
+        ("unksm2", "unksm2.daksdj@hyphenated-host.example.com", 234902, "REGISTER"),
+        ("bext01", "bext01.0ha0isndaksdj", 8, "OPTIONS"),
+        ("invut", "invut.0ha0isndaksdjadsfij34n23d", 235448, "INVITE"),
+        ("regaut01", "regaut01.0ha0isndaksdj", 9338, "REGISTER"),
+        ("bcast", "bcast.0384840201234ksdfak3j2erwedfsASdf", 35, "INVITE"),
+        ("zeromf", "zeromf.jfasdlfnm2o2l43r5u0asdfas", 39234321, "OPTIONS"),
+        ("cparam01", "cparam01.70710@saturn.example.com", 2, "REGISTER"),
+        ("cparam02", "cparam02.70710@saturn.example.com", 3, "REGISTER"),
+        ("regescrt", "regescrt.k345asrl3fdbv@192.0.2.1", 14398234, "REGISTER"),
+        ("sdp01", "sdp01.ndaksdj9342dasdd", 8, "INVITE"),
+        ("inv2543", "inv2543.1717@ift.client.example.com", 56, "INVITE"),
+        ("ipv6-good", "SSG9559905523997077@hlau_4100", 98176, "REGISTER"),
+        ("port-ambiguous", "SSG9559905523997077@hlau_4100", 98176, "REGISTER"),
+        ("port-unambiguous", "SSG9559905523997077@hlau_4100", 98176, "REGISTER"),
+        ("via-received-param-with-delim", "SSG9559905523997077@hlau_4100", 321, "BYE"),
+        ("via-received-param-no-delim", "SSG95523997077@hlau_4100", 921, "OPTIONS"),
+        ("ipv6-in-sdp", "SSG9559905523997077@hlau_4100", 8612, "INVITE"),
+        ("mult-ip-in-header", "997077@lau_4100", 89187, "BYE"),
+        ("mult-ip-in-sdp", "SSG9559905523997077@hlau_4100", 8912, "INVITE"),
+        ("ipv4-mapped-ipv6", "SSG9559905523997077@hlau_4100", 612, "INVITE"),
+        ("ipv6-bug-abnf-3-colons", "G9559905523997077@hlau_4100", 689, "OPTIONS"),
+        ("ipv6-correct-abnf-2-colons", "G9559905523997077@hlau_4100", 689, "OPTIONS"),
+        ("baddate", "baddate.239423mnsadf3j23lj42--sedfnm234", 1392934, "INVITE"),
+    ];
+    for (name, call_id, seq, method) in expected {
+        let m = Message::parse_slice(&load(name)).unwrap();
+        assert_eq!(m.call_id(), Ok(call_id), "{name}");
+        let cseq = m.cseq().unwrap();
+        assert_eq!((cseq.seq, cseq.method.as_str()), (seq, method), "{name}");
+        if let Some(request_method) = m.method() {
+            assert_eq!(request_method, cseq.method, "{name}");
+        }
+    }
+}
+
 /// Every file in the corpus is covered by a test above, and nothing panics
 /// when every view is exercised on every file (and on every prefix).
 #[test]
