@@ -5,7 +5,9 @@ use bytes::Bytes;
 use crate::addr::{Contact, NameAddr};
 use crate::error::{ErrorKind, ParseError};
 use crate::header::HeaderName;
-use crate::scan::{ascii_str, is_token, parse_u32, parse_u64, trim_lws, CommaSplit, Cursor};
+use crate::scan::{
+    ascii_str, is_lws, is_token, parse_u32, parse_u64, trim_lws, CommaSplit, Cursor,
+};
 use crate::uri::{parse_uri, Uri};
 use crate::values::{CSeq, MediaType, Method};
 use crate::via::Via;
@@ -257,10 +259,10 @@ impl Message {
                 next = cont_next;
             }
             let mut value_start = colon + 1;
-            while value_start < value_end && crate::scan::is_lws(buf[value_start]) {
+            while value_start < value_end && is_lws(buf[value_start]) {
                 value_start += 1;
             }
-            while value_end > value_start && crate::scan::is_lws(buf[value_end - 1]) {
+            while value_end > value_start && is_lws(buf[value_end - 1]) {
                 value_end -= 1;
             }
             let name = HeaderName::from_bytes(&buf[pos..name_end]);
