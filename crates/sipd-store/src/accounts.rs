@@ -3,7 +3,7 @@
 use crate::sql::{
     get, get_bool, get_opt_time, get_time, now_ms, unique_violation, Sql, ID_ATTEMPTS,
 };
-use crate::{secrets, Account, AccountPatch, NewAccount, Result, Store, StoreError};
+use crate::{secrets, Account, AccountPatch, Backend, NewAccount, Result, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
@@ -278,11 +278,14 @@ impl Store {
     ///
     /// A main account is not a sub-account: asking to delete one returns false.
     pub async fn delete_sub_account(&self, id: i64, cascade: bool) -> Result<bool> {
+        // FOR UPDATE (PostgreSQL) also blocks new endpoints/apps being attached to the account
+        // meanwhile; SQLite's write transaction is exclusive already and has no FOR UPDATE.
+        let find = match self.backend {
+            Backend::Postgres => "SELECT parent_id FROM accounts WHERE id = $1 FOR UPDATE",
+            Backend::Sqlite => "SELECT parent_id FROM accounts WHERE id = $1",
+        };
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT parent_id FROM accounts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(find).bind(id).fetch_optional(&mut *tx).await?;
         let Some(parent_id) = row
             .map(|row| get::<Option<i64>>(&row, "parent_id"))
             .transpose()?

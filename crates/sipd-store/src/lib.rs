@@ -125,8 +125,19 @@ impl Store {
             // SQLite's LIKE ignores ASCII case by default; PostgreSQL's does not.
             "PRAGMA case_sensitive_like = ON".to_owned(),
         ]);
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+        // Every connection to an in-memory SQLite database opens a database of its own: keep
+        // exactly one, for ever.
+        let in_memory = backend == Backend::Sqlite
+            && (options.url.contains(":memory:") || options.url.contains("mode=memory"));
+        let pool_options = if in_memory {
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            AnyPoolOptions::new().max_connections(options.max_connections.max(1))
+        };
+        let pool = pool_options
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 let pragmas = Arc::clone(&sqlite_pragmas);

@@ -217,7 +217,7 @@ async fn drop_database(admin: &mut sqlx::AnyConnection, name: &str) -> Result<()
 }
 
 /// `postgres://user@host:port/db?params` with the database part replaced by `database`.
-pub fn with_database(url: &str, database: &str) -> String {
+fn with_database(url: &str, database: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
     let (location, params) = match rest.split_once('?') {
         Some((location, params)) => (location, Some(params)),

@@ -6,3 +6,4 @@ mod applications;
 mod availability;
 mod common;
 mod endpoints;
+mod robustness;
