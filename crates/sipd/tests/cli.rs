@@ -370,12 +370,9 @@ async fn migrate_creates_the_database_and_the_secret_key_and_can_run_again() {
     sandbox.run_ok(&mut sandbox.command(&["migrate"])).await;
     sandbox.run_ok(&mut sandbox.command(&["migrate"])).await;
 
-    if sandbox.postgres.is_none() {
-        assert!(
-            sandbox.path().join("data/sipd.db").is_file(),
-            "SQLite file under data/"
-        );
-    }
+    // On PostgreSQL no SQLite file appears: the URL really went to the server.
+    let sqlite_file = sandbox.path().join("data/sipd.db");
+    assert_eq!(sqlite_file.is_file(), sandbox.postgres.is_none());
     let key_file = sandbox.path().join("data/secret.key");
     let key = std::fs::read_to_string(&key_file).expect("data/secret.key exists");
     assert_eq!(key.trim().len(), 64);
