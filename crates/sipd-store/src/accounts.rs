@@ -8,10 +8,17 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
-const ACCOUNT_SELECT: &str = "SELECT a.id, a.auth_id, a.parent_id, p.auth_id AS parent_auth_id, \
+const ACCOUNT_COLUMNS: &str = "SELECT a.id, a.auth_id, a.parent_id, p.auth_id AS parent_auth_id, \
      a.name, a.email, a.phone, a.description, a.rate_limit, a.permissions, a.enabled, a.kyc_mode, \
-     a.business_type, a.created_at, a.updated_at, a.last_used \
-     FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id";
+     a.business_type, a.created_at, a.updated_at, a.last_used";
+const ACCOUNT_FROM: &str = " FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id";
+
+/// `SELECT <account columns> FROM accounts a …`, ready for a WHERE clause.
+fn account_select() -> Sql {
+    let mut sql = Sql::new(ACCOUNT_COLUMNS);
+    sql.push(ACCOUNT_FROM);
+    sql
+}
 
 /// `last_used` is written at most this often per account, so authentication is not a write
 /// on every request.
@@ -49,7 +56,7 @@ fn permissions_json(permissions: &BTreeMap<String, bool>) -> Result<String> {
 }
 
 pub(crate) async fn fetch_account(conn: &mut AnyConnection, id: i64) -> Result<Option<Account>> {
-    let mut sql = Sql::new(ACCOUNT_SELECT);
+    let mut sql = account_select();
     sql.push(" WHERE a.id = ").bind(id)?;
     sql.fetch_optional(conn)
         .await?
@@ -137,11 +144,8 @@ impl Store {
     /// or not. `None` for an unknown id or a wrong token (indistinguishable to the caller).
     pub async fn authenticate(&self, auth_id: &str, auth_token: &str) -> Result<Option<Account>> {
         let mut conn = self.pool.acquire().await?;
-        let mut sql = Sql::new(&ACCOUNT_SELECT.replacen(
-            " FROM accounts a",
-            ", a.auth_token_hmac FROM accounts a",
-            1,
-        ));
+        let mut sql = Sql::new(ACCOUNT_COLUMNS);
+        sql.push(", a.auth_token_hmac").push(ACCOUNT_FROM);
         sql.push(" WHERE a.auth_id = ").bind(auth_id.to_owned())?;
         let Some(row) = sql.fetch_optional(&mut conn).await? else {
             // Same work as for a known id, so timing does not tell ids apart.
@@ -176,7 +180,7 @@ impl Store {
 
     pub async fn account_by_auth_id(&self, auth_id: &str) -> Result<Option<Account>> {
         let mut conn = self.pool.acquire().await?;
-        let mut sql = Sql::new(ACCOUNT_SELECT);
+        let mut sql = account_select();
         sql.push(" WHERE a.auth_id = ").bind(auth_id.to_owned())?;
         sql.fetch_optional(&mut conn)
             .await?
@@ -224,7 +228,7 @@ impl Store {
         let mut count = Sql::new("SELECT COUNT(*) AS total FROM accounts a");
         filter(&mut count)?;
         let total: i64 = get(&count.fetch_one(&mut conn).await?, "total")?;
-        let mut page = Sql::new(ACCOUNT_SELECT);
+        let mut page = account_select();
         filter(&mut page)?;
         page.push(" ORDER BY a.created_at DESC, a.id DESC");
         page.page(limit, offset)?;

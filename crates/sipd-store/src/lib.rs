@@ -6,6 +6,13 @@
 //!
 //! Secrets: account auth tokens are stored encrypted at rest (ChaCha20-Poly1305 with the server
 //! key) and verified in constant time; endpoint passwords are never stored, only digest HA1 values.
+//!
+//! Implementation: one sqlx `Any` pool, each statement written once with `$N` parameters (both
+//! backends accept them); times are BIGINT Unix milliseconds, booleans BOOLEAN (PostgreSQL) or
+//! 0/1 INTEGER (SQLite). Schemas: `migrations/postgres` and `migrations/sqlite`.
+//!
+//! Cargo feature `testing`: `testing::fresh_store()` gives tests of any crate an empty, migrated
+//! store (SQLite, or PostgreSQL when `SIPD_TEST_DATABASE_URL` is set).
 
 mod accounts;
 mod applications;
@@ -150,7 +157,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_lazy(&options.url)
+            .connect_lazy(&sqlite_creating_url(backend, in_memory, &options.url))
             .map_err(|err| StoreError::Database(format!("invalid database URL: {err}")))?;
         Ok(Store {
             pool,
@@ -192,6 +199,16 @@ impl Store {
         };
         Ok(tx)
     }
+}
+
+/// A SQLite URL without `mode=` opens read-write but does not create the file; the store's
+/// URLs always create it (as documented on [`StoreOptions::url`]).
+fn sqlite_creating_url(backend: Backend, in_memory: bool, url: &str) -> String {
+    if backend != Backend::Sqlite || in_memory || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
 /// `sqlite://data/sipd.db?mode=rwc` creates the file but not its folder: create the folder.

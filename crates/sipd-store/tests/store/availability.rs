@@ -69,6 +69,12 @@ async fn sqlite_file_and_folder_are_created() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+
+    let implicit = folder.path().join("implicit/sipd.db");
+    let options = sipd_store::testing::test_options(format!("sqlite://{}", implicit.display()));
+    let store = Store::connect(options).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(implicit.exists(), "created without an explicit mode=rwc");
 }
 
 /// A TCP relay to the real PostgreSQL server that can be started and stopped, to make the
