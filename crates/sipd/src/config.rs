@@ -97,22 +97,12 @@ impl fmt::Display for Listen {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// A `sqlite:` URL without a `mode` parameter gets `mode=rwc`, so that the database file
-    /// is created on first start as documented (SQLite's default mode only opens).
     fn parse(text: &str) -> Result<DatabaseUrl, String> {
         let text = text.trim();
-        if text.starts_with("sqlite:") {
-            let has_mode = text.split_once('?').is_some_and(|(_, query)| {
-                query
-                    .split('&')
-                    .any(|parameter| parameter.starts_with("mode="))
-            });
-            Ok(DatabaseUrl(match (has_mode, text.contains('?')) {
-                (true, _) => text.to_owned(),
-                (false, true) => format!("{text}&mode=rwc"),
-                (false, false) => format!("{text}?mode=rwc"),
-            }))
-        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        if ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
             Ok(DatabaseUrl(text.to_owned()))
         } else {
             // The value is not echoed: it may hold a password.
@@ -546,10 +536,7 @@ mod tests {
             config.sip.wss,
             Listen::Addr("0.0.0.0:7443".parse().unwrap())
         );
-        assert_eq!(
-            config.database.url.as_str(),
-            "sqlite://data/sipd.db?mode=rwc"
-        );
+        assert_eq!(config.database.url.as_str(), "sqlite://data/sipd.db");
         assert_eq!(config.database.max_connections, 10);
         assert_eq!(config.database.acquire_timeout, Duration::from_secs(5));
         assert_eq!(config.data.dir, PathBuf::from("data"));
