@@ -121,19 +121,20 @@ fn push_endpoint_filter(sql: &mut Sql, scope: Scope, filter: &EndpointFilter) ->
     Ok(())
 }
 
-/// `SELECT e.id … WHERE e.endpoint_id = $1 AND <scope>`: the internal id, if visible.
+/// The internal id and username of `endpoint_id`, if it is visible in `scope`.
 async fn find_in_scope(
     conn: &mut AnyConnection,
     scope: Scope,
     endpoint_id: &str,
-) -> Result<Option<i64>> {
-    let mut sql = Sql::new("SELECT e.id FROM endpoints e JOIN accounts a ON a.id = e.account_id");
+) -> Result<Option<(i64, String)>> {
+    let mut sql =
+        Sql::new("SELECT e.id, e.username FROM endpoints e JOIN accounts a ON a.id = e.account_id");
     sql.push(" WHERE e.endpoint_id = ")
         .bind(endpoint_id.to_owned())?;
     sql.scope(scope)?;
     sql.fetch_optional(conn)
         .await?
-        .map(|row| get(&row, "id"))
+        .map(|row| Ok((get(&row, "id")?, get(&row, "username")?)))
         .transpose()
 }
 
@@ -261,7 +262,7 @@ impl Store {
     ) -> Result<Option<Endpoint>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let Some(id) = find_in_scope(&mut tx, scope, endpoint_id).await? else {
+        let Some((id, username)) = find_in_scope(&mut tx, scope, endpoint_id).await? else {
             return Ok(None);
         };
         let mut sql = Sql::new("UPDATE endpoints SET updated_at = ");
@@ -283,13 +284,6 @@ impl Store {
             }
         }
         if let Some(password) = &patch.password {
-            let username: String = get(
-                &sqlx::query("SELECT username FROM endpoints WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?,
-                "username",
-            )?;
             let (ha1_md5, ha1_sha256) = secrets::ha1(&username, &self.realm, password);
             sql.set("ha1_md5", ha1_md5)?
                 .set("ha1_sha256", ha1_sha256)?

@@ -75,6 +75,18 @@ async fn odd_input_is_stored_verbatim_and_never_interpreted() {
         .unwrap();
     assert!(all.is_empty());
     assert!(store.account_by_id(account.id).await.unwrap().is_some());
+
+    // PostgreSQL cannot store U+0000 in text and SQLite can: the API must reject it; the store
+    // only promises not to panic and not to blame the database's availability.
+    let nul = store
+        .create_endpoint(new_endpoint(&account, "nul\0byte"))
+        .await;
+    assert!(!matches!(nul, Err(StoreError::Unavailable(_))), "{nul:?}");
+    let nul = store.authenticate("MA_\0", &token).await;
+    assert!(
+        matches!(nul, Ok(None) | Err(StoreError::Database(_))),
+        "{nul:?}"
+    );
 }
 
 #[tokio::test]
