@@ -1,0 +1,280 @@
+//! What every connection flow (TCP, TLS, WS, WSS) shares: limits on how many may be open,
+//! the flow table that `send` and pinning look up, idleness, and the orderly end.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::counters::{bump, drop_one};
+use crate::flow::{FlowId, Transport};
+use crate::transports::{Shared, TransportEvent};
+
+/// What a connection's writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Message(Bytes),
+    /// Answer a keep-alive: a CRLF pong on a stream; on a WebSocket, flush the pong
+    /// tungstenite queued by itself.
+    KeepAliveResponse,
+}
+
+/// The table entry of an open connection.
+pub(crate) struct FlowEntry {
+    pub(crate) transport: Transport,
+    pub(crate) queue: mpsc::Sender<Outbound>,
+    pub(crate) registered: Arc<watch::Sender<bool>>,
+}
+
+/// Counts open connections per source IP and in total.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionSlots {
+    per_ip: DashMap<IpAddr, usize>,
+    total: AtomicUsize,
+}
+
+/// One counted connection; frees its place when dropped.
+pub(crate) struct ConnectionSlot {
+    slots: Arc<ConnectionSlots>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlots {
+    /// A place for a connection from `ip`, or `None` if a limit is reached.
+    pub(crate) fn try_acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max_per_ip: usize,
+        max_total: usize,
+    ) -> Option<ConnectionSlot> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let mut count = self.per_ip.entry(ip).or_insert(0);
+        if *count >= max_per_ip {
+            drop(count);
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.slots.total.fetch_sub(1, Ordering::AcqRel);
+        if let Entry::Occupied(mut entry) = self.slots.per_ip.entry(self.ip) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+}
+
+/// When the connection last carried traffic either way.
+pub(crate) struct Activity {
+    epoch: Instant,
+    millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            millis: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum CloseReason {
+    PeerClosed,
+    /// The peer closed in the middle of a message.
+    Truncated,
+    Idle,
+    Shutdown,
+    /// The stream broke the framing or size rules (counted where detected).
+    Misbehaved(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by the peer"),
+            CloseReason::Truncated => f.write_str("closed by the peer inside a message"),
+            CloseReason::Idle => f.write_str("idle"),
+            CloseReason::Shutdown => f.write_str("shutdown"),
+            CloseReason::Misbehaved(why) => write!(f, "misbehaving peer: {why}"),
+            CloseReason::Io(error) => write!(f, "I/O error: {error}"),
+        }
+    }
+}
+
+impl CloseReason {
+    /// Whether what is queued should still be written before closing (a peer that closed
+    /// may still read: TCP half-close, WebSocket close handshake).
+    fn is_orderly(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Idle | CloseReason::Shutdown | CloseReason::PeerClosed
+        )
+    }
+}
+
+/// An open connection flow, from the end of its handshakes until its task ends.
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) flow: FlowId,
+    pub(crate) transport: Transport,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) activity: Activity,
+    /// For the reader to queue keep-alive answers.
+    pub(crate) queue: mpsc::Sender<Outbound>,
+    registered: watch::Receiver<bool>,
+    _slot: ConnectionSlot,
+}
+
+impl Connection {
+    /// Enters the flow in the table; returns it with the receiving end of its send queue.
+    pub(crate) fn open(
+        shared: Arc<Shared>,
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+        slot: ConnectionSlot,
+    ) -> (Connection, mpsc::Receiver<Outbound>) {
+        let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let flow = FlowId::connection(transport, id);
+        let (queue, queue_rx) = mpsc::channel(shared.limits.send_queue_capacity.max(1));
+        let (registered_tx, registered) = watch::channel(false);
+        shared.flows.insert(
+            id,
+            FlowEntry {
+                transport,
+                queue: queue.clone(),
+                registered: Arc::new(registered_tx),
+            },
+        );
+        let counters = shared.counters.of(transport);
+        bump(&counters.connections_open);
+        bump(&counters.connections_accepted);
+        debug!(%flow, %remote, "connection open");
+        let activity = Activity::new();
+        activity.touch();
+        let connection = Connection {
+            shared,
+            flow,
+            transport,
+            local,
+            remote,
+            activity,
+            queue,
+            registered,
+            _slot: slot,
+        };
+        (connection, queue_rx)
+    }
+
+    /// Hands one framed message to the core; `false` if the transports are closing or the
+    /// core is gone.
+    pub(crate) async fn deliver(&self, message: Bytes) -> bool {
+        let delivered = self
+            .shared
+            .deliver(TransportEvent::Message(crate::Inbound {
+                flow: self.flow,
+                transport: self.transport,
+                local: self.local,
+                remote: self.remote,
+                message,
+            }))
+            .await;
+        if delivered {
+            bump(&self.shared.counters.of(self.transport).messages_in);
+        }
+        delivered
+    }
+
+    /// Completes once the connection has been idle for its limit, which depends on whether
+    /// it carries a registration. Create once and poll repeatedly (it is cancel-safe).
+    pub(crate) fn idle_expired(&self) -> impl Future<Output = ()> + '_ {
+        let mut registered = self.registered.clone();
+        let limits = self.shared.limits;
+        async move {
+            loop {
+                let limit = if *registered.borrow_and_update() {
+                    limits.registered_idle_timeout
+                } else {
+                    limits.idle_timeout
+                };
+                let deadline = self.activity.last() + limit;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline.into()) => {}
+                    // The sender lives in the flow table as long as this connection.
+                    _ = registered.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Takes the flow out of the table, writes what is still queued if the end is orderly
+    /// (bounded by the close timeout), and tells the core the flow is closed.
+    pub(crate) async fn close<F>(
+        self,
+        reason: CloseReason,
+        mut queue: mpsc::Receiver<Outbound>,
+        finish: impl FnOnce(Vec<Outbound>) -> F,
+    ) where
+        F: Future<Output = ()>,
+    {
+        let Some(id) = self.flow.connection_id() else {
+            return;
+        };
+        self.shared.flows.remove(&id);
+        queue.close();
+        if reason.is_orderly() {
+            let mut pending = Vec::new();
+            while let Ok(item) = queue.try_recv() {
+                pending.push(item);
+            }
+            // A peer that does not read must not hold up the shutdown.
+            let _ = tokio::time::timeout(self.shared.limits.close_timeout, finish(pending)).await;
+        }
+        let counters = self.shared.counters.of(self.transport);
+        drop_one(&counters.connections_open);
+        if matches!(reason, CloseReason::Idle) {
+            bump(&counters.idle_closes);
+        }
+        debug!(flow = %self.flow, remote = %self.remote, %reason, "connection closed");
+        self.shared
+            .deliver(TransportEvent::FlowClosed(self.flow))
+            .await;
+    }
+}

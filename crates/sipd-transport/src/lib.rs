@@ -1,0 +1,34 @@
+//! The SIP transports of sipd: the I/O edge. UDP, TCP, TLS, WS and WSS listeners turn bytes
+//! into framed messages tagged with the flow they came on, and send messages back on flows.
+//! Protocol logic lives elsewhere; here are sockets, framing, limits and flows.
+//!
+//! * Start: [`Transports::start`]`(`[`TransportConfig`]`)` binds every configured listener
+//!   and returns the handle and a bounded receiver of [`TransportEvent`]s:
+//!   [`TransportEvent::Message`] ([`Inbound`]: flow, transport, addresses, one message) and
+//!   [`TransportEvent::FlowClosed`].
+//! * Send: [`Transports::send`] to a [`FlowId`] (the connection, or the UDP source address),
+//!   [`Transports::send_udp`] to any address from the UDP listener.
+//! * Pinning: [`Transports::set_flow_registered`] keeps a registration's connection open
+//!   past the idle timeout while it is alive.
+//! * TLS: certificate files re-read on SIGHUP, on change, or by
+//!   [`Transports::reload_certificates`]; self-signed when none is configured.
+//! * Observability: [`Transports::counters`]. Stop: [`Transports::stop_accepting`], then
+//!   [`Transports::shutdown`].
+
+mod config;
+mod connection;
+mod counters;
+mod flow;
+mod stream;
+mod tls;
+mod transports;
+mod udp;
+mod websocket;
+
+pub use config::{CertificateFiles, Limits, TransportConfig};
+pub use counters::{CountersSnapshot, TransportStats};
+pub use flow::{FlowId, ParseFlowIdError, Transport};
+pub use tls::CertificateError;
+pub use transports::{
+    FlowGone, Inbound, LocalAddrs, SendError, StartError, TransportEvent, Transports,
+};

@@ -1,0 +1,518 @@
+//! Starting the listeners, the handle the core uses (send, pinning, counters), and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Limits, TransportConfig};
+use crate::connection::{Connection, ConnectionSlot, ConnectionSlots, FlowEntry, Outbound};
+use crate::counters::{bump, Counters, CountersSnapshot};
+use crate::flow::{FlowId, Transport};
+use crate::tls::{self, CertificateError, CertificateStore};
+use crate::{stream, udp, websocket};
+
+/// One complete SIP message as received.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Where to send responses (RFC 3261 §18.2.2, RFC 3581: the same connection, or the
+    /// source address of a UDP request).
+    pub flow: FlowId,
+    pub transport: Transport,
+    /// The address the message arrived on (the listener's address for UDP).
+    pub local: SocketAddr,
+    /// The peer's address: the source of the datagram or the far end of the connection.
+    pub remote: SocketAddr,
+    /// Exactly one framed message, not yet parsed (`sip_message::Message::parse`).
+    pub message: Bytes,
+}
+
+/// What the transports tell the core, in order per flow.
+#[derive(Debug, Clone)]
+pub enum TransportEvent {
+    Message(Inbound),
+    /// A connection flow ended (closed by the peer, broken, idle, or shut down); sends to it
+    /// now fail with [`SendError::FlowGone`]. UDP flows never close.
+    FlowClosed(FlowId),
+}
+
+/// The addresses actually bound (a port 0 in the config is resolved here); `None` = off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalAddrs {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
+}
+
+/// Why the transports did not start. Nothing is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for SIP over {transport} on {addr}: {source}")]
+    Bind {
+        transport: Transport,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    #[error("cannot listen for SIGHUP (certificate reload): {0}")]
+    Signal(std::io::Error),
+}
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("flow {0} is closed")]
+    FlowGone(FlowId),
+    /// The connection has [`Limits::send_queue_capacity`] messages waiting: the peer is not
+    /// reading. The message is dropped; the connection stays.
+    #[error("flow {0} is not keeping up: send queue full")]
+    QueueFull(FlowId),
+    #[error("the UDP listener is off")]
+    UdpOff,
+    #[error("the transports are shut down")]
+    ShutDown,
+    #[error("UDP send failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A connection flow that is closed (see [`Transports::set_flow_registered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("flow {0} is closed")]
+pub struct FlowGone(pub FlowId);
+
+/// State shared by the handle and every task.
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) events: mpsc::Sender<TransportEvent>,
+    /// Open connection flows by connection id.
+    pub(crate) flows: DashMap<u64, FlowEntry>,
+    pub(crate) next_connection_id: AtomicU64,
+    slots: Arc<ConnectionSlots>,
+    udp: Option<Arc<UdpSocket>>,
+    pub(crate) counters: Counters,
+    certificates: Option<Arc<CertificateStore>>,
+    local: LocalAddrs,
+    /// Listeners stop accepting.
+    stop_accepting: CancellationToken,
+    /// Every task winds down.
+    pub(crate) closing: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Shared {
+    /// Sends an event to the core, waiting for room (backpressure) unless the transports
+    /// are closing; `false` if it was not delivered.
+    pub(crate) async fn deliver(&self, event: TransportEvent) -> bool {
+        tokio::select! {
+            biased;
+            sent = self.events.send(event) => sent.is_ok(),
+            () = self.closing.cancelled() => false,
+        }
+    }
+}
+
+/// The running transports. Cheap to clone; every clone drives the same listeners.
+#[derive(Clone)]
+pub struct Transports {
+    shared: Arc<Shared>,
+}
+
+/// What a TCP listener speaks once a connection is accepted.
+#[derive(Clone)]
+enum ListenerKind {
+    Tcp,
+    Tls(TlsAcceptor),
+    Ws,
+    Wss(TlsAcceptor),
+}
+
+impl ListenerKind {
+    fn transport(&self) -> Transport {
+        match self {
+            ListenerKind::Tcp => Transport::Tcp,
+            ListenerKind::Tls(_) => Transport::Tls,
+            ListenerKind::Ws => Transport::Ws,
+            ListenerKind::Wss(_) => Transport::Wss,
+        }
+    }
+}
+
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+impl Transports {
+    /// Binds every configured listener, then starts serving. Events arrive on the returned
+    /// receiver, which the core must keep reading. Must run inside a tokio runtime.
+    pub async fn start(
+        config: TransportConfig,
+    ) -> Result<(Transports, mpsc::Receiver<TransportEvent>), StartError> {
+        let udp = match config.udp {
+            Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(|source| {
+                StartError::Bind {
+                    transport: Transport::Udp,
+                    addr,
+                    source,
+                }
+            })?)),
+            None => None,
+        };
+        let tcp = bind(Transport::Tcp, config.tcp).await?;
+        let tls = bind(Transport::Tls, config.tls).await?;
+        let ws = bind(Transport::Ws, config.ws).await?;
+        let wss = bind(Transport::Wss, config.wss).await?;
+        let local_addr = |listener: &Option<TcpListener>| {
+            listener
+                .as_ref()
+                .and_then(|listener| listener.local_addr().ok())
+        };
+        let local = LocalAddrs {
+            udp: udp.as_ref().and_then(|socket| socket.local_addr().ok()),
+            tcp: local_addr(&tcp),
+            tls: local_addr(&tls),
+            ws: local_addr(&ws),
+            wss: local_addr(&wss),
+        };
+
+        let certificates = if tls.is_some() || wss.is_some() {
+            Some(CertificateStore::new(
+                config.certificate.as_ref(),
+                &config.domain,
+            )?)
+        } else {
+            None
+        };
+        let acceptor = certificates
+            .as_ref()
+            .map(CertificateStore::acceptor)
+            .transpose()?;
+        let hangups = match &certificates {
+            Some(store) if store.files().is_some() => {
+                Some(tls::hangups().map_err(StartError::Signal)?)
+            }
+            _ => None,
+        };
+
+        let (events, events_rx) = mpsc::channel(config.event_queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            limits: config.limits,
+            events,
+            flows: DashMap::new(),
+            next_connection_id: AtomicU64::new(first_connection_id()),
+            slots: Arc::default(),
+            udp: udp.clone(),
+            counters: Counters::default(),
+            certificates: certificates.clone(),
+            local,
+            stop_accepting: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+
+        if let (Some(socket), Some(addr)) = (udp, local.udp) {
+            shared
+                .tasks
+                .spawn(udp::receive(shared.clone(), socket, addr));
+        }
+        let listeners = [
+            (tcp, Some(ListenerKind::Tcp)),
+            (tls, acceptor.clone().map(ListenerKind::Tls)),
+            (ws, Some(ListenerKind::Ws)),
+            (wss, acceptor.map(ListenerKind::Wss)),
+        ];
+        for (listener, kind) in listeners {
+            if let (Some(listener), Some(kind)) = (listener, kind) {
+                shared
+                    .tasks
+                    .spawn(accept(shared.clone(), listener, kind));
+            }
+        }
+        if let (Some(store), Some(hangups)) = (certificates, hangups) {
+            shared.tasks.spawn(tls::watch(
+                shared.clone(),
+                store,
+                hangups,
+                config.certificate_poll_interval,
+            ));
+        }
+        info!(?local, "SIP transports started");
+        Ok((Transports { shared }, events_rx))
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn local_addrs(&self) -> LocalAddrs {
+        self.shared.local
+    }
+
+    /// Sends one message to a flow: queued for the connection's writer, or sent as a
+    /// datagram to a UDP flow's address. Never waits for a slow connection.
+    pub async fn send(&self, flow: FlowId, message: Bytes) -> Result<(), SendError> {
+        match (flow.connection_id(), flow.udp_remote()) {
+            (Some(id), _) => {
+                let result = self.enqueue(flow, id, message);
+                if result.is_err() {
+                    bump(&self.shared.counters.of(flow.transport()).send_failures);
+                }
+                result
+            }
+            (None, Some(remote)) => self.send_udp(remote, message).await,
+            (None, None) => Err(SendError::FlowGone(flow)),
+        }
+    }
+
+    fn enqueue(&self, flow: FlowId, id: u64, message: Bytes) -> Result<(), SendError> {
+        let entry = self
+            .shared
+            .flows
+            .get(&id)
+            .filter(|entry| entry.transport == flow.transport())
+            .ok_or(SendError::FlowGone(flow))?;
+        entry
+            .queue
+            .try_send(Outbound::Message(message))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SendError::QueueFull(flow),
+                TrySendError::Closed(_) => SendError::FlowGone(flow),
+            })
+    }
+
+    /// Sends a datagram from the UDP listener's socket, e.g. a response to the source of a
+    /// request (RFC 3581) or a request to a UDP contact.
+    pub async fn send_udp(&self, remote: SocketAddr, message: Bytes) -> Result<(), SendError> {
+        let counters = self.shared.counters.of(Transport::Udp);
+        let result = match &self.shared.udp {
+            None => Err(SendError::UdpOff),
+            Some(_) if self.shared.closing.is_cancelled() => Err(SendError::ShutDown),
+            Some(socket) => socket
+                .send_to(&message, remote)
+                .await
+                .map(drop)
+                .map_err(SendError::Io),
+        };
+        bump(match result {
+            Ok(()) => &counters.messages_out,
+            Err(_) => &counters.send_failures,
+        });
+        result
+    }
+
+    /// Marks whether a connection flow carries a registration. A registered connection is
+    /// kept open while anything arrives within [`Limits::registered_idle_timeout`]; an
+    /// unregistered one closes after [`Limits::idle_timeout`] without traffic. UDP flows
+    /// hold no connection, so for them this does nothing.
+    pub fn set_flow_registered(&self, flow: FlowId, registered: bool) -> Result<(), FlowGone> {
+        let Some(id) = flow.connection_id() else {
+            return Ok(());
+        };
+        let entry = self
+            .shared
+            .flows
+            .get(&id)
+            .filter(|entry| entry.transport == flow.transport())
+            .ok_or(FlowGone(flow))?;
+        entry
+            .registered
+            .send_if_modified(|current| std::mem::replace(current, registered) != registered);
+        Ok(())
+    }
+
+    /// Counts a message from this transport that the core could not parse.
+    pub fn record_unparsable(&self, transport: Transport) {
+        bump(&self.shared.counters.of(transport).unparsable);
+    }
+
+    pub fn counters(&self) -> CountersSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    /// Re-reads the certificate files now, as SIGHUP does. On error the current certificate
+    /// stays in use. Without TLS listeners or certificate files there is nothing to do.
+    pub fn reload_certificates(&self) -> Result<(), CertificateError> {
+        match &self.shared.certificates {
+            Some(store) if store.files().is_some() => tls::reload_and_report(&self.shared, store),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops accepting connections. Open flows (and UDP) keep working, so the core can finish
+    /// and send its last responses before [`Transports::shutdown`].
+    pub fn stop_accepting(&self) {
+        self.shared.stop_accepting.cancel();
+    }
+
+    /// Stops accepting, then closes every connection after writing what is queued to it
+    /// (each within [`Limits::close_timeout`]), stops UDP, and returns once every task ended.
+    pub async fn shutdown(&self) {
+        self.stop_accepting();
+        self.shared.closing.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        info!("SIP transports stopped");
+    }
+}
+
+async fn bind(
+    transport: Transport,
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Bind {
+            transport,
+            addr,
+            source,
+        })
+}
+
+/// Connection ids start at the start time (in seconds) times 2^20, so ids stored by an
+/// earlier run are not reused unless it opened over a million connections per second of
+/// the time between the two starts.
+fn first_connection_id() -> u64 {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    seconds << 20
+}
+
+async fn accept(shared: Arc<Shared>, listener: TcpListener, kind: ListenerKind) {
+    let transport = kind.transport();
+    let limits = shared.limits;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shared.stop_accepting.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(%transport, %error, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(slot) = shared.slots.try_acquire(
+            remote.ip(),
+            limits.max_connections_per_ip,
+            limits.max_connections,
+        ) else {
+            bump(&shared.counters.of(transport).connections_rejected);
+            debug!(%transport, %remote, "connection refused: connection limit reached");
+            continue;
+        };
+        // SIP messages are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        shared.tasks.spawn(serve_accepted(
+            shared.clone(),
+            kind.clone(),
+            tcp,
+            remote,
+            slot,
+        ));
+    }
+}
+
+async fn serve_accepted(
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    slot: ConnectionSlot,
+) {
+    let transport = kind.transport();
+    let Ok(local) = tcp.local_addr() else {
+        return;
+    };
+    let limits = shared.limits;
+    let ws_config = Some(websocket::config(&limits));
+    let open = || Connection::open(shared.clone(), transport, local, remote, slot);
+    match kind {
+        ListenerKind::Tcp => {
+            let (connection, queue) = open();
+            stream::serve(connection, queue, tcp).await;
+        }
+        ListenerKind::Tls(acceptor) => {
+            let tls_handshake = acceptor.accept(tcp);
+            let Some(tls) = handshake(&shared, transport, limits.tls_handshake_timeout, tls_handshake).await
+            else {
+                return;
+            };
+            let (connection, queue) = open();
+            stream::serve(connection, queue, tls).await;
+        }
+        ListenerKind::Ws => {
+            let upgrade =
+                tokio_tungstenite::accept_hdr_async_with_config(tcp, websocket::negotiate_sip, ws_config);
+            let Some(socket) =
+                handshake(&shared, transport, limits.websocket_handshake_timeout, upgrade).await
+            else {
+                return;
+            };
+            let (connection, queue) = open();
+            websocket::serve(connection, queue, socket).await;
+        }
+        ListenerKind::Wss(acceptor) => {
+            let tls_handshake = acceptor.accept(tcp);
+            let Some(tls) = handshake(&shared, transport, limits.tls_handshake_timeout, tls_handshake).await
+            else {
+                return;
+            };
+            let upgrade =
+                tokio_tungstenite::accept_hdr_async_with_config(tls, websocket::negotiate_sip, ws_config);
+            let Some(socket) =
+                handshake(&shared, transport, limits.websocket_handshake_timeout, upgrade).await
+            else {
+                return;
+            };
+            let (connection, queue) = open();
+            websocket::serve(connection, queue, socket).await;
+        }
+    }
+}
+
+/// Runs one handshake within its time limit, abandoning it on shutdown; failures are counted.
+async fn handshake<T, E>(
+    shared: &Shared,
+    transport: Transport,
+    limit: Duration,
+    step: impl Future<Output = Result<T, E>>,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+{
+    let outcome = tokio::select! {
+        biased;
+        () = shared.closing.cancelled() => return None,
+        outcome = tokio::time::timeout(limit, step) => outcome,
+    };
+    match outcome {
+        Ok(Ok(established)) => Some(established),
+        Ok(Err(error)) => {
+            bump(&shared.counters.of(transport).handshake_failures);
+            debug!(%transport, %error, "handshake failed");
+            None
+        }
+        Err(_) => {
+            bump(&shared.counters.of(transport).handshake_failures);
+            debug!(%transport, "handshake timed out");
+            None
+        }
+    }
+}
