@@ -15,6 +15,16 @@ use crate::ApiState;
 
 /// Longest credential values looked up; anything longer cannot match.
 const MAX_AUTH_ID_LEN: usize = 64;
+
+/// Whether `auth_id` can name an account (`MA_…`/`SA_…`: letters, digits, `_`); anything else
+/// cannot exist, so it is not looked up.
+pub fn is_auth_id(auth_id: &str) -> bool {
+    !auth_id.is_empty()
+        && auth_id.len() <= MAX_AUTH_ID_LEN
+        && auth_id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
 const MAX_AUTH_TOKEN_LEN: usize = 256;
 
 /// The authenticated, enabled account making the request.
@@ -158,6 +168,9 @@ async fn child_of(
     parent: &Account,
     auth_id: &str,
 ) -> Result<Option<Account>, ApiError> {
+    if !is_auth_id(auth_id) {
+        return Ok(None);
+    }
     Ok(state
         .store
         .account_by_auth_id(auth_id)

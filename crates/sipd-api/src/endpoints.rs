@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AccountContext;
 use crate::error::{new_api_id, ApiError, ErrorBody, FieldErrors, StandardErrors};
-use crate::extract::{lenient, ApiPath, JsonBody, QueryParams};
+use crate::extract::{is_numeric_id, lenient, ApiPath, JsonBody, QueryParams};
 use crate::listing::{Meta, PageRequest};
 use crate::reply::MessageReply;
 use crate::timefmt::iso_z;
@@ -456,13 +456,11 @@ pub async fn list(
     QueryParams(query): QueryParams<EndpointListQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
     let page = PageRequest::resolve(query.limit, query.offset, query.page, query.size)?;
-    if let Some(app_id) = &query.application_id_exact {
-        if app_id.is_empty() || !app_id.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Err(ApiError::invalid_field(
-                "application_id__exact",
-                "expected a numeric id",
-            ));
-        }
+    if let Some(false) = query.application_id_exact.as_deref().map(is_numeric_id) {
+        return Err(ApiError::invalid_field(
+            "application_id__exact",
+            "expected a numeric id",
+        ));
     }
     let mut filter = EndpointFilter {
         username_contains: query.username_contains.clone(),
@@ -519,6 +517,9 @@ pub async fn retrieve(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> Result<Json<EndpointDetail>, ApiError> {
     let (_, endpoint_id) = path;
+    if !is_numeric_id(&endpoint_id) {
+        return Err(ApiError::endpoint_not_found(&endpoint_id));
+    }
     let endpoint = state
         .store
         .get_endpoint(context.scope, &endpoint_id)
@@ -557,6 +558,9 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateEndpointRequest>,
 ) -> Result<(StatusCode, Json<MessageReply>), ApiError> {
     let (_, endpoint_id) = path;
+    if !is_numeric_id(&endpoint_id) {
+        return Err(ApiError::endpoint_not_found(&endpoint_id));
+    }
     let mut errors = FieldErrors::default();
     if let Some(alias) = &body.alias {
         if let Err(message) = check_alias(alias) {
@@ -616,6 +620,9 @@ pub async fn delete(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (_, endpoint_id) = path;
+    if !is_numeric_id(&endpoint_id) {
+        return Err(ApiError::endpoint_not_found(&endpoint_id));
+    }
     if state
         .store
         .delete_endpoint(context.scope, &endpoint_id)

@@ -90,6 +90,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
                 .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed query string"))?;
+        // PostgreSQL cannot store or compare text containing NUL.
+        if let Some((key, _)) = pairs.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(ApiError::invalid_field(
+                key,
+                "must not contain NUL characters",
+            ));
+        }
         let object: Map<String, Value> = pairs
             .into_iter()
             .map(|(key, value)| (key, Value::String(value)))
@@ -98,6 +105,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map(QueryParams)
             .map_err(|error| wrong_value(&error.path().to_string(), error.inner()))
     }
+}
+
+/// Longest public numeric id (endpoint_id, app_id) accepted.
+const MAX_NUMERIC_ID_LEN: usize = 20;
+
+/// Whether `id` can be a public numeric id; anything else cannot exist, so it is not looked up.
+pub fn is_numeric_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_NUMERIC_ID_LEN && id.bytes().all(|byte| byte.is_ascii_digit())
 }
 
 /// Path parameters with a JSON rejection (e.g. an id that is not valid UTF-8 once decoded).
@@ -176,7 +191,7 @@ pub mod lenient {
             Value::String(text) if text.trim().is_empty() => None,
             Value::String(text) => {
                 let text = text.trim();
-                if text.len() > 20 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+                if !super::is_numeric_id(text) {
                     return Err(D::Error::custom("expected a numeric id"));
                 }
                 Some(text.to_owned())

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sipd_store::{Account, AccountPatch, NewAccount};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::MainAccount;
+use crate::auth::{is_auth_id, MainAccount};
 use crate::error::{new_api_id, ApiError, FieldErrors, StandardErrors};
 use crate::extract::{lenient, ApiPath, JsonBody, QueryParams};
 use crate::reply::MessageReply;
@@ -258,10 +258,29 @@ fn check_phone(phone: &str) -> Result<(), &'static str> {
 }
 
 fn check_description(description: &str) -> Result<(), &'static str> {
+    let multiline = |c: char| matches!(c, '\n' | '\r' | '\t');
     if description.chars().count() > MAX_DESCRIPTION_LEN {
         Err("must be at most 1024 characters")
+    } else if description.chars().any(|c| c.is_control() && !multiline(c)) {
+        Err("must not contain control characters")
     } else {
         Ok(())
+    }
+}
+
+/// Permission names: 1-64 letters, digits or `_`.
+fn check_permissions(permissions: &BTreeMap<String, bool>) -> Result<(), &'static str> {
+    let valid = |name: &String| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+    };
+    if permissions.keys().all(valid) {
+        Ok(())
+    } else {
+        Err("permission names are 1-64 letters, digits or '_'")
     }
 }
 
@@ -309,7 +328,10 @@ async fn find_sub_account(
 ) -> Result<Account, ApiError> {
     let account = match sub_account_id.parse::<i64>() {
         Ok(id) => state.store.account_by_id(id).await?,
-        Err(_) => state.store.account_by_auth_id(sub_account_id).await?,
+        Err(_) if is_auth_id(sub_account_id) => {
+            state.store.account_by_auth_id(sub_account_id).await?
+        }
+        Err(_) => None,
     };
     account
         .filter(|account| account.parent_id == Some(parent.id))
@@ -362,6 +384,12 @@ pub async fn create(
         "business_type",
         body.business_type.as_deref(),
         check_business_type,
+    );
+    check_field(
+        &mut errors,
+        "permissions",
+        body.permissions.as_ref(),
+        check_permissions,
     );
     if body.kyc_mode.as_deref() == Some("customer_use") && body.email.is_none() {
         errors.add("email", "required when kyc_mode is customer_use");
@@ -520,6 +548,12 @@ pub async fn update(
         "business_type",
         present(&body.business_type).as_deref(),
         check_business_type,
+    );
+    check_field(
+        &mut errors,
+        "permissions",
+        body.permissions.as_ref(),
+        check_permissions,
     );
     let kyc_mode = body.kyc_mode.as_deref().unwrap_or(&current.kyc_mode);
     let email = body.email.as_ref().unwrap_or(&current.email);

@@ -328,3 +328,78 @@ async fn openapi_documents_every_route_and_every_route_exists() {
         Value::from("X-Auth-ID")
     );
 }
+
+#[tokio::test]
+async fn hostile_values_get_4xx_never_a_database_error() {
+    let api = start().await;
+    let main = &api.main;
+    let endpoints = api.account_path(&main.auth_id, "Endpoint/");
+    for query in [
+        "username__contains=%00",
+        "alias__exact=a%00b",
+        "sub_account=SA_%00",
+    ] {
+        let reply = api.get(&format!("{endpoints}?{query}"), main).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            reply.text
+        );
+    }
+    for id in ["%00", "abc", "1%2F2", "123456789012345678901234567890"] {
+        let reply = api.get(&format!("{endpoints}{id}/"), main).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{id}: {}", reply.text);
+        assert_eq!(reply.error(), "Endpoint not found");
+        let app = api
+            .delete(
+                &api.account_path(&main.auth_id, &format!("Application/{id}")),
+                main,
+            )
+            .await;
+        assert_eq!(app.status, StatusCode::NOT_FOUND, "{id}: {}", app.text);
+        let sub = api
+            .get(
+                &format!("/api/v1/accounts/{}/sub-accounts/{id}", main.auth_id),
+                main,
+            )
+            .await;
+        assert_eq!(sub.status, StatusCode::NOT_FOUND, "{id}: {}", sub.text);
+    }
+    let account = api
+        .get(&api.account_path("SA_%00", "Endpoint/"), main)
+        .await;
+    assert_eq!(account.status, StatusCode::NOT_FOUND, "{}", account.text);
+    let bodies = [
+        (
+            endpoints.clone(),
+            json!({"username": "u1", "password": "passw0rd", "sub_account": "SA_\u{0}"}),
+            "sub_account",
+        ),
+        (
+            endpoints.clone(),
+            json!({"username": "u1", "password": "passw0rd", "alias": "a\u{0}"}),
+            "alias",
+        ),
+        (
+            format!("/api/v1/accounts/{}/sub-accounts/", main.auth_id),
+            json!({"name": "n", "description": "d\u{0}"}),
+            "description",
+        ),
+        (
+            format!("/api/v1/accounts/{}/sub-accounts/", main.auth_id),
+            json!({"name": "n", "permissions": {"\u{0}": true}}),
+            "permissions",
+        ),
+    ];
+    for (path, body, field) in bodies {
+        let reply = api.post(&path, main, body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.text
+        );
+        assert!(!reply.detail(field).is_empty());
+    }
+}
