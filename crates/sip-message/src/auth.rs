@@ -470,45 +470,42 @@ impl<'a> DigestCredentials<'a> {
                 value_offset,
             } = param;
             let duplicate = || duplicate_error(name, name_offset);
-            // Known names are ASCII, so a case-insensitive match is by bytes.
-            if name.eq_ignore_ascii_case("username") {
-                set_once(&mut username, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("username*") {
-                set_once(&mut username_ext, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("realm") {
-                set_once(&mut realm, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("nonce") {
-                set_once(&mut nonce, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("uri") {
-                set_once(&mut uri, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("response") {
-                set_once(&mut response, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("algorithm") {
-                let parsed = DigestAlgorithm::from_name(param_value);
-                set_once(&mut algorithm, parsed, duplicate)?;
-            } else if name.eq_ignore_ascii_case("cnonce") {
-                set_once(&mut cnonce, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("opaque") {
-                set_once(&mut opaque, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("qop") {
-                let parsed = Qop::from_name(param_value);
-                set_once(&mut qop, parsed, duplicate)?;
-            } else if name.eq_ignore_ascii_case("nc") {
-                let count = parse_nonce_count(&param_value).ok_or_else(|| {
-                    AuthError::new(
-                        AuthErrorKind::InvalidParameterValue {
-                            parameter: "nc",
-                            expected: "8 hexadecimal digits",
-                        },
-                        value_offset,
-                    )
-                })?;
-                set_once(&mut nc, count, duplicate)?;
-            } else if name.eq_ignore_ascii_case("userhash") {
-                let flag = parse_bool(&param_value, "userhash", value_offset)?;
-                set_once(&mut userhash, flag, duplicate)?;
-            } else {
-                add_extension(&mut extensions, name, name_offset, param_value)?;
+            match DigestParam::classify(name) {
+                Some(DigestParam::Username) => set_once(&mut username, param_value, duplicate)?,
+                Some(DigestParam::UsernameExt) => {
+                    set_once(&mut username_ext, param_value, duplicate)?
+                }
+                Some(DigestParam::Realm) => set_once(&mut realm, param_value, duplicate)?,
+                Some(DigestParam::Nonce) => set_once(&mut nonce, param_value, duplicate)?,
+                Some(DigestParam::Uri) => set_once(&mut uri, param_value, duplicate)?,
+                Some(DigestParam::Response) => set_once(&mut response, param_value, duplicate)?,
+                Some(DigestParam::Algorithm) => {
+                    let parsed = DigestAlgorithm::from_name(param_value);
+                    set_once(&mut algorithm, parsed, duplicate)?;
+                }
+                Some(DigestParam::Cnonce) => set_once(&mut cnonce, param_value, duplicate)?,
+                Some(DigestParam::Opaque) => set_once(&mut opaque, param_value, duplicate)?,
+                Some(DigestParam::Qop) => {
+                    let parsed = Qop::from_name(param_value);
+                    set_once(&mut qop, parsed, duplicate)?;
+                }
+                Some(DigestParam::Nc) => {
+                    let count = parse_nonce_count(&param_value).ok_or_else(|| {
+                        AuthError::new(
+                            AuthErrorKind::InvalidParameterValue {
+                                parameter: "nc",
+                                expected: "8 hexadecimal digits",
+                            },
+                            value_offset,
+                        )
+                    })?;
+                    set_once(&mut nc, count, duplicate)?;
+                }
+                Some(DigestParam::Userhash) => {
+                    let flag = parse_bool(&param_value, "userhash", value_offset)?;
+                    set_once(&mut userhash, flag, duplicate)?;
+                }
+                _ => add_extension(&mut extensions, name, name_offset, param_value)?,
             }
         }
 
@@ -548,6 +545,50 @@ impl<'a> DigestCredentials<'a> {
             userhash: userhash.unwrap_or(false),
             extensions,
         })
+    }
+}
+
+/// The Digest parameters this module interprets (RFC 7616 §3.3, §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DigestParam {
+    Username,
+    UsernameExt,
+    Realm,
+    Nonce,
+    Uri,
+    Response,
+    Algorithm,
+    Cnonce,
+    Opaque,
+    Qop,
+    Nc,
+    Userhash,
+    Domain,
+    Stale,
+}
+
+impl DigestParam {
+    /// Case-insensitive lookup, by length first: this runs for every
+    /// parameter of every Authorization header.
+    fn classify(name: &str) -> Option<Self> {
+        use DigestParam::*;
+        let candidates: &[(&str, DigestParam)] = match name.len() {
+            2 => &[("nc", Nc)],
+            3 => &[("uri", Uri), ("qop", Qop)],
+            5 => &[("realm", Realm), ("nonce", Nonce), ("stale", Stale)],
+            6 => &[("cnonce", Cnonce), ("opaque", Opaque), ("domain", Domain)],
+            8 => &[
+                ("username", Username),
+                ("response", Response),
+                ("userhash", Userhash),
+            ],
+            9 => &[("algorithm", Algorithm), ("username*", UsernameExt)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, param)| *param)
     }
 }
 
@@ -744,32 +785,34 @@ impl<'a> DigestChallenge<'a> {
                 value_offset,
             } = param;
             let duplicate = || duplicate_error(name, name_offset);
-            if name.eq_ignore_ascii_case("realm") {
-                set_once(&mut realm, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("domain") {
-                let uris = split_cow(param_value, |c: char| c == ' ' || c == '\t');
-                set_once(&mut domain, uris, duplicate)?;
-            } else if name.eq_ignore_ascii_case("nonce") {
-                set_once(&mut nonce, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("opaque") {
-                set_once(&mut opaque, param_value, duplicate)?;
-            } else if name.eq_ignore_ascii_case("stale") {
-                let flag = parse_bool(&param_value, "stale", value_offset)?;
-                set_once(&mut stale, flag, duplicate)?;
-            } else if name.eq_ignore_ascii_case("algorithm") {
-                let parsed = DigestAlgorithm::from_name(param_value);
-                set_once(&mut algorithm, parsed, duplicate)?;
-            } else if name.eq_ignore_ascii_case("qop") {
-                let options = split_cow(param_value, |c: char| c == ',')
-                    .into_iter()
-                    .map(Qop::from_name)
-                    .collect();
-                set_once(&mut qop, options, duplicate)?;
-            } else if name.eq_ignore_ascii_case("userhash") {
-                let flag = parse_bool(&param_value, "userhash", value_offset)?;
-                set_once(&mut userhash, flag, duplicate)?;
-            } else {
-                add_extension(&mut extensions, name, name_offset, param_value)?;
+            match DigestParam::classify(name) {
+                Some(DigestParam::Realm) => set_once(&mut realm, param_value, duplicate)?,
+                Some(DigestParam::Domain) => {
+                    let uris = split_cow(param_value, |c: char| c == ' ' || c == '\t');
+                    set_once(&mut domain, uris, duplicate)?;
+                }
+                Some(DigestParam::Nonce) => set_once(&mut nonce, param_value, duplicate)?,
+                Some(DigestParam::Opaque) => set_once(&mut opaque, param_value, duplicate)?,
+                Some(DigestParam::Stale) => {
+                    let flag = parse_bool(&param_value, "stale", value_offset)?;
+                    set_once(&mut stale, flag, duplicate)?;
+                }
+                Some(DigestParam::Algorithm) => {
+                    let parsed = DigestAlgorithm::from_name(param_value);
+                    set_once(&mut algorithm, parsed, duplicate)?;
+                }
+                Some(DigestParam::Qop) => {
+                    let options = split_cow(param_value, |c: char| c == ',')
+                        .into_iter()
+                        .map(Qop::from_name)
+                        .collect();
+                    set_once(&mut qop, options, duplicate)?;
+                }
+                Some(DigestParam::Userhash) => {
+                    let flag = parse_bool(&param_value, "userhash", value_offset)?;
+                    set_once(&mut userhash, flag, duplicate)?;
+                }
+                _ => add_extension(&mut extensions, name, name_offset, param_value)?,
             }
         }
 
@@ -933,33 +976,46 @@ fn skip_lws(bytes: &[u8], mut pos: usize) -> usize {
     }
 }
 
-/// RFC 7230 tchar, a superset of the RFC 3261 token characters.
+/// RFC 7230 tchar, a superset of the RFC 3261 token characters. A table,
+/// because token scanning is most of the work in a Digest header.
+const TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut index = 0;
+    while index < table.len() {
+        let byte = index as u8;
+        table[index] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        index += 1;
+    }
+    table
+};
+
 fn is_token_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    TOKEN_CHARS[usize::from(byte)]
 }
 
-fn scan_token(bytes: &[u8], mut pos: usize) -> usize {
-    while pos < bytes.len() && is_token_char(bytes[pos]) {
-        pos += 1;
-    }
-    pos
+fn scan_token(bytes: &[u8], pos: usize) -> usize {
+    let rest = bytes.get(pos..).unwrap_or_default();
+    pos + rest
+        .iter()
+        .position(|&byte| !is_token_char(byte))
+        .unwrap_or(rest.len())
 }
 
 /// One `name=value` parameter, with offsets for error messages.
@@ -1033,15 +1089,40 @@ impl<'a> ParamList<'a> {
     }
 }
 
+/// Bytes that stand for themselves inside a quoted string: anything but
+/// `"`, `\\` and control characters other than HTAB (so UTF-8 passes).
+const QDTEXT_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut index = 0;
+    while index < table.len() {
+        let byte = index as u8;
+        table[index] =
+            (byte >= 0x20 && byte != 0x7f || byte == b'\t') && byte != b'"' && byte != b'\\';
+        index += 1;
+    }
+    table
+};
+
 /// Parses a quoted string starting at the opening `"` at `start`; returns the
 /// unescaped contents and the offset after the closing quote. Borrows unless
 /// there is an escape or a line fold to resolve.
 fn parse_quoted_string(text: &str, start: usize) -> Result<(Cow<'_, str>, usize), AuthError> {
     let bytes = text.as_bytes();
+    let contents = start + 1;
+    // Fast path for the usual value: nothing to unescape or unfold, no
+    // control character before the closing quote.
+    let plain_len = bytes[contents..]
+        .iter()
+        .position(|&byte| !QDTEXT_PLAIN[usize::from(byte)])
+        .unwrap_or(bytes.len() - contents);
+    let end = contents + plain_len;
+    if bytes.get(end) == Some(&b'"') {
+        return Ok((Cow::Borrowed(&text[contents..end]), end + 1));
+    }
     let mut owned: Option<String> = None;
     // Start of the not yet copied run of plain characters.
-    let mut run_start = start + 1;
-    let mut pos = start + 1;
+    let mut run_start = contents;
+    let mut pos = end;
     loop {
         let Some(&byte) = bytes.get(pos) else {
             return Err(AuthError::new(

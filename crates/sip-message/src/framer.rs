@@ -359,7 +359,7 @@ impl HeaderScan {
     /// next line. Remembers how far it looked when the line is incomplete.
     fn find_line_end(&mut self, buf: &[u8]) -> Option<usize> {
         let from = self.search_from.max(self.line_start);
-        match buf[from..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &buf[from..]) {
             Some(index) => {
                 let next = from + index + 1;
                 self.search_from = next;
