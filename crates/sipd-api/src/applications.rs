@@ -327,6 +327,7 @@ fn parse_optional_url(
 
 #[utoipa::path(
     post,
+    operation_id = "create_application",
     path = "/api/v1/Account/{auth_id}/Application",
     tag = TAG,
     summary = "Create an application",
@@ -406,6 +407,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "list_applications",
     path = "/api/v1/Account/{auth_id}/Application",
     tag = TAG,
     summary = "List applications (newest first)",
@@ -453,6 +455,7 @@ pub async fn list(
 
 #[utoipa::path(
     get,
+    operation_id = "retrieve_application",
     path = "/api/v1/Account/{auth_id}/Application/{app_id}",
     tag = TAG,
     summary = "Retrieve an application",
@@ -484,6 +487,7 @@ pub async fn retrieve(
 
 #[utoipa::path(
     post,
+    operation_id = "update_application",
     path = "/api/v1/Account/{auth_id}/Application/{app_id}",
     tag = TAG,
     summary = "Update an application (partial)",
@@ -555,6 +559,7 @@ pub async fn update(
 
 #[utoipa::path(
     delete,
+    operation_id = "delete_application",
     path = "/api/v1/Account/{auth_id}/Application/{app_id}",
     tag = TAG,
     summary = "Delete an application (bound endpoints are left without one)",

@@ -354,6 +354,7 @@ fn application_field(
 
 #[utoipa::path(
     post,
+    operation_id = "create_endpoint",
     path = "/api/v1/Account/{auth_id}/Endpoint",
     tag = TAG,
     summary = "Create an endpoint",
@@ -441,6 +442,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "list_endpoints",
     path = "/api/v1/Account/{auth_id}/Endpoint",
     tag = TAG,
     summary = "List endpoints (newest first)",
@@ -502,6 +504,7 @@ pub async fn list(
 
 #[utoipa::path(
     get,
+    operation_id = "retrieve_endpoint",
     path = "/api/v1/Account/{auth_id}/Endpoint/{endpoint_id}",
     tag = TAG,
     summary = "Retrieve an endpoint",
@@ -541,6 +544,7 @@ pub async fn retrieve(
 
 #[utoipa::path(
     post,
+    operation_id = "update_endpoint",
     path = "/api/v1/Account/{auth_id}/Endpoint/{endpoint_id}",
     tag = TAG,
     summary = "Update an endpoint (partial)",
@@ -605,6 +609,7 @@ pub async fn update(
 
 #[utoipa::path(
     delete,
+    operation_id = "delete_endpoint",
     path = "/api/v1/Account/{auth_id}/Endpoint/{endpoint_id}",
     tag = TAG,
     summary = "Delete an endpoint (and drop its registrations)",

@@ -340,6 +340,7 @@ async fn find_sub_account(
 
 #[utoipa::path(
     post,
+    operation_id = "create_sub_account",
     path = "/api/v1/accounts/{auth_id}/sub-accounts",
     tag = TAG,
     summary = "Create a sub-account",
@@ -427,6 +428,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "list_sub_accounts",
     path = "/api/v1/accounts/{auth_id}/sub-accounts",
     tag = TAG,
     summary = "List sub-accounts (newest first)",
@@ -471,6 +473,7 @@ pub async fn list(
 
 #[utoipa::path(
     get,
+    operation_id = "retrieve_sub_account",
     path = "/api/v1/accounts/{auth_id}/sub-accounts/{sub_account_id}",
     tag = TAG,
     summary = "Retrieve a sub-account",
@@ -492,6 +495,7 @@ pub async fn retrieve(
 
 #[utoipa::path(
     put,
+    operation_id = "update_sub_account",
     path = "/api/v1/accounts/{auth_id}/sub-accounts/{sub_account_id}",
     tag = TAG,
     summary = "Update a sub-account (partial)",
@@ -583,6 +587,7 @@ pub async fn update(
 
 #[utoipa::path(
     delete,
+    operation_id = "delete_sub_account",
     path = "/api/v1/accounts/{auth_id}/sub-accounts/{sub_account_id}",
     tag = TAG,
     summary = "Delete a sub-account",

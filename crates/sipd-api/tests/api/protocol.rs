@@ -265,6 +265,23 @@ async fn openapi_documents_every_route_and_every_route_exists() {
         })
         .collect();
     operations.sort();
+    let mut operation_ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    assert_eq!(
+        operation_ids.len(),
+        operations.len(),
+        "every operation has an id"
+    );
+    operation_ids.sort();
+    operation_ids.dedup();
+    assert_eq!(
+        operation_ids.len(),
+        operations.len(),
+        "operation ids are unique"
+    );
     let mut expected = vec![
         "GET /health",
         "GET /api/v1/openapi.json",
