@@ -156,7 +156,7 @@ pub(crate) struct Connection {
     /// For the reader to queue keep-alive answers.
     pub(crate) queue: mpsc::Sender<Outbound>,
     registered: watch::Receiver<bool>,
-    _slot: ConnectionSlot,
+    slot: ConnectionSlot,
 }
 
 impl Connection {
@@ -195,7 +195,7 @@ impl Connection {
             activity,
             queue,
             registered,
-            _slot: slot,
+            slot,
         };
         (connection, queue_rx)
     }
@@ -267,6 +267,9 @@ impl Connection {
             // A peer that does not read must not hold up the shutdown.
             let _ = tokio::time::timeout(self.shared.limits.close_timeout, finish(pending)).await;
         }
+        // Free the connection's place before the core hears of the close, so a client that
+        // reconnects at once is not refused.
+        drop(self.slot);
         let counters = self.shared.counters.of(self.transport);
         drop_one(&counters.connections_open);
         if matches!(reason, CloseReason::Idle) {
