@@ -423,27 +423,23 @@ pub async fn list(
     QueryParams(query): QueryParams<ApplicationListQuery>,
 ) -> Result<Json<ApplicationList>, ApiError> {
     let page = PageRequest::resolve(query.limit, query.offset, query.page, query.size)?;
-    let mut filter = ApplicationFilter {
-        app_name_contains: query.app_name_contains.clone(),
-        app_name_exact: query.app_name_exact.clone(),
-        account_id: None,
-    };
-    let owner_in_scope = match &query.sub_account {
-        Some(auth_id) => {
-            let owner = context.account_in_scope(&state, auth_id).await?;
-            filter.account_id = owner.as_ref().map(|account| account.id);
-            owner.is_some()
+    // A `sub_account` outside the caller's view matches nothing: no query needed.
+    let owner = context
+        .owner_filter(&state, query.sub_account.as_deref())
+        .await?;
+    let (apps, total_count) = match owner {
+        None => (Vec::new(), 0),
+        Some(account_id) => {
+            let filter = ApplicationFilter {
+                app_name_contains: query.app_name_contains.clone(),
+                app_name_exact: query.app_name_exact.clone(),
+                account_id,
+            };
+            state
+                .store
+                .list_applications(context.scope, &filter, page.limit, page.offset)
+                .await?
         }
-        None => true,
-    };
-    // A `sub_account` outside the caller's view matches nothing (and reveals nothing).
-    let (apps, total_count) = if owner_in_scope {
-        state
-            .store
-            .list_applications(context.scope, &filter, page.limit, page.offset)
-            .await?
-    } else {
-        (Vec::new(), 0)
     };
     let base = format!("/v1/Account/{}/Application/", context.target.auth_id);
     Ok(Json(ApplicationList {

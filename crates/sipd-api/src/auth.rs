@@ -112,6 +112,23 @@ impl AccountContext {
         }
     }
 
+    /// The account a list's `sub_account` filter restricts to: `Some(None)` without a filter
+    /// (or an empty one), `Some(Some(id))` for an account in this context's view, and `None`
+    /// when it can match nothing: an account outside the view, which reveals nothing.
+    pub async fn owner_filter(
+        &self,
+        state: &ApiState,
+        sub_account: Option<&str>,
+    ) -> Result<Option<Option<i64>>, ApiError> {
+        match sub_account.filter(|value| !value.is_empty()) {
+            None => Ok(Some(None)),
+            Some(auth_id) => Ok(self
+                .account_in_scope(state, auth_id)
+                .await?
+                .map(|account| Some(account.id))),
+        }
+    }
+
     /// Owner of a resource being created: the path's account, or the sub-account named in
     /// the body's `sub_account` (a parent creating on its child's behalf).
     pub async fn owner_for_create(

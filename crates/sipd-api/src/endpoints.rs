@@ -458,38 +458,38 @@ pub async fn list(
     QueryParams(query): QueryParams<EndpointListQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
     let page = PageRequest::resolve(query.limit, query.offset, query.page, query.size)?;
-    if let Some(false) = query.application_id_exact.as_deref().map(is_numeric_id) {
+    if query
+        .application_id_exact
+        .as_deref()
+        .is_some_and(|app_id| !is_numeric_id(app_id))
+    {
         return Err(ApiError::invalid_field(
             "application_id__exact",
             "expected a numeric id",
         ));
     }
-    let mut filter = EndpointFilter {
-        username_contains: query.username_contains.clone(),
-        username_exact: query.username_exact.clone(),
-        username_startswith: query.username_startswith.clone(),
-        alias_contains: query.alias_contains.clone(),
-        alias_exact: query.alias_exact.clone(),
-        application_id_exact: query.application_id_exact.clone(),
-        application_id_isnull: query.application_id_isnull,
-        account_id: None,
-    };
-    let owner_in_scope = match &query.sub_account {
-        Some(auth_id) => {
-            let owner = context.account_in_scope(&state, auth_id).await?;
-            filter.account_id = owner.as_ref().map(|account| account.id);
-            owner.is_some()
+    // A `sub_account` outside the caller's view matches nothing: no query needed.
+    let owner = context
+        .owner_filter(&state, query.sub_account.as_deref())
+        .await?;
+    let (endpoints, total_count) = match owner {
+        None => (Vec::new(), 0),
+        Some(account_id) => {
+            let filter = EndpointFilter {
+                username_contains: query.username_contains.clone(),
+                username_exact: query.username_exact.clone(),
+                username_startswith: query.username_startswith.clone(),
+                alias_contains: query.alias_contains.clone(),
+                alias_exact: query.alias_exact.clone(),
+                application_id_exact: query.application_id_exact.clone(),
+                application_id_isnull: query.application_id_isnull,
+                account_id,
+            };
+            state
+                .store
+                .list_endpoints(context.scope, &filter, page.limit, page.offset)
+                .await?
         }
-        None => true,
-    };
-    // A `sub_account` outside the caller's view matches nothing (and reveals nothing).
-    let (endpoints, total_count) = if owner_in_scope {
-        state
-            .store
-            .list_endpoints(context.scope, &filter, page.limit, page.offset)
-            .await?
-    } else {
-        (Vec::new(), 0)
     };
     let base = format!("/v1/Account/{}/Endpoint/", context.target.auth_id);
     Ok(Json(EndpointList {
