@@ -308,16 +308,42 @@ fn check_business_type(business_type: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Runs `check` on a present value, recording its message under `field`.
-fn check_field<T: ?Sized>(
-    errors: &mut FieldErrors,
-    field: &str,
-    value: Option<&T>,
-    check: fn(&T) -> Result<(), &'static str>,
-) {
-    if let Some(Err(message)) = value.map(check) {
-        errors.add(field, message);
+/// The values a create or an update sets (`None`: not set), checked by the same rules.
+struct Settings<'a> {
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    phone: Option<&'a str>,
+    description: Option<&'a str>,
+    rate_limit: Option<i64>,
+    kyc_mode: Option<&'a str>,
+    business_type: Option<&'a str>,
+    permissions: Option<&'a BTreeMap<String, bool>>,
+}
+
+fn check_settings(errors: &mut FieldErrors, settings: Settings<'_>) {
+    let results = [
+        ("name", settings.name.map(check_name)),
+        ("email", settings.email.map(check_email)),
+        ("phone", settings.phone.map(check_phone)),
+        ("description", settings.description.map(check_description)),
+        ("rate_limit", settings.rate_limit.map(check_rate_limit)),
+        ("kyc_mode", settings.kyc_mode.map(check_kyc_mode)),
+        (
+            "business_type",
+            settings.business_type.map(check_business_type),
+        ),
+        ("permissions", settings.permissions.map(check_permissions)),
+    ];
+    for (field, result) in results {
+        if let Some(Err(message)) = result {
+            errors.add(field, message);
+        }
     }
+}
+
+/// The value an update sets, if any: null clears a field and needs no check.
+fn set_value(value: &Option<Option<String>>) -> Option<&str> {
+    value.as_ref().and_then(Option::as_deref)
 }
 
 /// The sub-account of `parent` named by `SA_…` auth_id or numeric id.
@@ -357,40 +383,19 @@ pub async fn create(
     let name = body.name.unwrap_or_default();
     if name.is_empty() {
         errors.add("name", "This field is required");
-    } else if let Err(message) = check_name(&name) {
-        errors.add("name", message);
     }
-    check_field(&mut errors, "email", body.email.as_deref(), check_email);
-    check_field(&mut errors, "phone", body.phone.as_deref(), check_phone);
-    check_field(
+    check_settings(
         &mut errors,
-        "description",
-        body.description.as_deref(),
-        check_description,
-    );
-    check_field(
-        &mut errors,
-        "rate_limit",
-        body.rate_limit.as_ref(),
-        |limit| check_rate_limit(*limit),
-    );
-    check_field(
-        &mut errors,
-        "kyc_mode",
-        body.kyc_mode.as_deref(),
-        check_kyc_mode,
-    );
-    check_field(
-        &mut errors,
-        "business_type",
-        body.business_type.as_deref(),
-        check_business_type,
-    );
-    check_field(
-        &mut errors,
-        "permissions",
-        body.permissions.as_ref(),
-        check_permissions,
+        Settings {
+            name: Some(&name),
+            email: body.email.as_deref(),
+            phone: body.phone.as_deref(),
+            description: body.description.as_deref(),
+            rate_limit: body.rate_limit,
+            kyc_mode: body.kyc_mode.as_deref(),
+            business_type: body.business_type.as_deref(),
+            permissions: body.permissions.as_ref(),
+        },
     );
     if body.kyc_mode.as_deref() == Some("customer_use") && body.email.is_none() {
         errors.add("email", "required when kyc_mode is customer_use");
@@ -515,49 +520,18 @@ pub async fn update(
     let (_, sub_account_id) = path;
     let current = find_sub_account(&state, &parent, &sub_account_id).await?;
     let mut errors = FieldErrors::default();
-    check_field(&mut errors, "name", body.name.as_deref(), check_name);
-    let present = |value: &Option<Option<String>>| value.clone().flatten();
-    check_field(
+    check_settings(
         &mut errors,
-        "email",
-        present(&body.email).as_deref(),
-        check_email,
-    );
-    check_field(
-        &mut errors,
-        "phone",
-        present(&body.phone).as_deref(),
-        check_phone,
-    );
-    check_field(
-        &mut errors,
-        "description",
-        present(&body.description).as_deref(),
-        check_description,
-    );
-    check_field(
-        &mut errors,
-        "rate_limit",
-        body.rate_limit.as_ref(),
-        |limit| check_rate_limit(*limit),
-    );
-    check_field(
-        &mut errors,
-        "kyc_mode",
-        body.kyc_mode.as_deref(),
-        check_kyc_mode,
-    );
-    check_field(
-        &mut errors,
-        "business_type",
-        present(&body.business_type).as_deref(),
-        check_business_type,
-    );
-    check_field(
-        &mut errors,
-        "permissions",
-        body.permissions.as_ref(),
-        check_permissions,
+        Settings {
+            name: body.name.as_deref(),
+            email: set_value(&body.email),
+            phone: set_value(&body.phone),
+            description: set_value(&body.description),
+            rate_limit: body.rate_limit,
+            kyc_mode: body.kyc_mode.as_deref(),
+            business_type: set_value(&body.business_type),
+            permissions: body.permissions.as_ref(),
+        },
     );
     let kyc_mode = body.kyc_mode.as_deref().unwrap_or(&current.kyc_mode);
     let email = body.email.as_ref().unwrap_or(&current.email);
