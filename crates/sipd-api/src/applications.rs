@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AccountContext;
 use crate::error::{new_api_id, ApiError, FieldErrors, StandardErrors};
-use crate::extract::{is_numeric_id, lenient, ApiPath, JsonBody, QueryParams};
+use crate::extract::{lenient, AppId, JsonBody, QueryParams};
 use crate::listing::{Meta, PageRequest};
 use crate::reply::MessageReply;
 use crate::timefmt::python_style;
@@ -464,12 +464,8 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    AppId(app_id): AppId,
 ) -> Result<Json<ApplicationDetail>, ApiError> {
-    let (_, app_id) = path;
-    if !is_numeric_id(&app_id) {
-        return Err(ApiError::application_not_found(&app_id));
-    }
     let app = state
         .store
         .get_application(context.scope, &app_id)
@@ -497,13 +493,9 @@ pub async fn retrieve(
 pub async fn update(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    AppId(app_id): AppId,
     JsonBody(body): JsonBody<UpdateApplicationRequest>,
 ) -> Result<Json<MessageReply>, ApiError> {
-    let (_, app_id) = path;
-    if !is_numeric_id(&app_id) {
-        return Err(ApiError::application_not_found(&app_id));
-    }
     let mut errors = FieldErrors::default();
     let app_name = body.app_name.or(body.name);
     if let Some(Err(message)) = app_name.as_deref().map(check_app_name) {
@@ -568,12 +560,8 @@ pub async fn update(
 pub async fn delete(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    AppId(app_id): AppId,
 ) -> Result<StatusCode, ApiError> {
-    let (_, app_id) = path;
-    if !is_numeric_id(&app_id) {
-        return Err(ApiError::application_not_found(&app_id));
-    }
     if state
         .store
         .delete_application(context.scope, &app_id)

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AccountContext;
 use crate::error::{new_api_id, ApiError, ErrorBody, FieldErrors, StandardErrors};
-use crate::extract::{is_numeric_id, lenient, ApiPath, JsonBody, QueryParams};
+use crate::extract::{is_numeric_id, lenient, EndpointId, JsonBody, QueryParams};
 use crate::listing::{Meta, PageRequest};
 use crate::reply::MessageReply;
 use crate::timefmt::iso_z;
@@ -517,12 +517,8 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    EndpointId(endpoint_id): EndpointId,
 ) -> Result<Json<EndpointDetail>, ApiError> {
-    let (_, endpoint_id) = path;
-    if !is_numeric_id(&endpoint_id) {
-        return Err(ApiError::endpoint_not_found(&endpoint_id));
-    }
     let endpoint = state
         .store
         .get_endpoint(context.scope, &endpoint_id)
@@ -558,13 +554,9 @@ pub async fn retrieve(
 pub async fn update(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    EndpointId(endpoint_id): EndpointId,
     JsonBody(body): JsonBody<UpdateEndpointRequest>,
 ) -> Result<(StatusCode, Json<MessageReply>), ApiError> {
-    let (_, endpoint_id) = path;
-    if !is_numeric_id(&endpoint_id) {
-        return Err(ApiError::endpoint_not_found(&endpoint_id));
-    }
     let mut errors = FieldErrors::default();
     if let Some(alias) = &body.alias {
         if let Err(message) = check_alias(alias) {
@@ -622,12 +614,8 @@ pub async fn update(
 pub async fn delete(
     State(state): State<ApiState>,
     context: AccountContext,
-    ApiPath(path): ApiPath<(String, String)>,
+    EndpointId(endpoint_id): EndpointId,
 ) -> Result<StatusCode, ApiError> {
-    let (_, endpoint_id) = path;
-    if !is_numeric_id(&endpoint_id) {
-        return Err(ApiError::endpoint_not_found(&endpoint_id));
-    }
     if state
         .store
         .delete_endpoint(context.scope, &endpoint_id)

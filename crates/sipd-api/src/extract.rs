@@ -132,6 +132,46 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
+/// The path's `{endpoint_id}`. One that cannot exist is a 404 at once, without a lookup.
+pub struct EndpointId(pub String);
+
+/// The path's `{app_id}`. One that cannot exist is a 404 at once, without a lookup.
+pub struct AppId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for EndpointId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        resource_id(parts, state, ApiError::endpoint_not_found)
+            .await
+            .map(EndpointId)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AppId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        resource_id(parts, state, ApiError::application_not_found)
+            .await
+            .map(AppId)
+    }
+}
+
+/// The second path parameter (after `{auth_id}`) as a public numeric id.
+async fn resource_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    not_found: fn(&str) -> ApiError,
+) -> Result<String, ApiError> {
+    let ApiPath((_, id)) = ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
+    if is_numeric_id(&id) {
+        Ok(id)
+    } else {
+        Err(not_found(&id))
+    }
+}
+
 /// Parsers for `#[serde(default, deserialize_with = "…")]` fields that accept what loosely
 /// typed clients send: numbers as strings, `True`/`"1"` as booleans (Python's `requests`
 /// renders `True` in query strings).
