@@ -2,6 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 use crate::common::{start, Creds};
 
@@ -419,4 +420,31 @@ async fn hostile_values_get_4xx_never_a_database_error() {
         );
         assert!(!reply.detail(field).is_empty());
     }
+}
+
+#[tokio::test]
+async fn other_database_errors_are_500_json() {
+    let api = start().await;
+    let main = &api.main;
+    // A broken schema: the endpoint list joins the registrations table.
+    let mut raw = sqlx::AnyConnection::connect(api.store.url()).await.unwrap();
+    sqlx::raw_sql("DROP TABLE registrations")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let reply = api
+        .get(&api.account_path(&main.auth_id, "Endpoint/"), main)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.error(), "internal server error");
+    assert!(
+        !reply.text.contains("registrations"),
+        "no database detail leaks: {}",
+        reply.text
+    );
 }
