@@ -58,7 +58,7 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
-/// The caller and the account named by the path's `{auth_id}` that it acts within.
+/// The account named by the path's `{auth_id}` and what the caller may see through it.
 pub struct AccountContext {
     /// The account named in the path (the caller itself or one of its sub-accounts).
     pub target: Account,
