@@ -2,7 +2,7 @@
 //! swapped without a restart. New handshakes use the certificate current when they start.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -50,6 +50,8 @@ pub enum CertificateError {
 pub(crate) struct CertificateStore {
     current: RwLock<Arc<CertifiedKey>>,
     files: Option<CertificateFiles>,
+    /// The files' stamps when last read, to notice changes.
+    read_stamps: Mutex<FileStamps>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -66,6 +68,8 @@ impl CertificateStore {
         domain: &str,
     ) -> Result<Arc<CertificateStore>, CertificateError> {
         let provider = Arc::new(ring::default_provider());
+        // Taken before reading, so that a write during the read shows as a change later.
+        let read_stamps = files.map(stamps).unwrap_or_default();
         let certified = match files {
             Some(files) => load(files, &provider)?,
             None => {
@@ -80,6 +84,7 @@ impl CertificateStore {
         Ok(Arc::new(CertificateStore {
             current: RwLock::new(Arc::new(certified)),
             files: files.cloned(),
+            read_stamps: Mutex::new(read_stamps),
             provider,
         }))
     }
@@ -106,6 +111,9 @@ impl CertificateStore {
         let Some(files) = &self.files else {
             return Ok(());
         };
+        // Remembered even if the reload fails, so that a broken file is reported once and
+        // the next write is tried again.
+        *self.read_stamps.lock().unwrap_or_else(PoisonError::into_inner) = stamps(files);
         let certified = load(files, &self.provider)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
         Ok(())
@@ -113,6 +121,13 @@ impl CertificateStore {
 
     pub(crate) fn files(&self) -> Option<&CertificateFiles> {
         self.files.as_ref()
+    }
+
+    /// Whether the files changed since they were last read.
+    fn files_changed(&self) -> bool {
+        self.files.as_ref().is_some_and(|files| {
+            stamps(files) != *self.read_stamps.lock().unwrap_or_else(PoisonError::into_inner)
+        })
     }
 }
 
@@ -163,9 +178,9 @@ fn self_signed(domain: &str, provider: &CryptoProvider) -> Result<CertifiedKey, 
 
 /// What identifies a version of the files: a changed modification time or size means a
 /// new certificate may have been written.
-pub(crate) type FileStamps = [Option<(SystemTime, u64)>; 2];
+type FileStamps = [Option<(SystemTime, u64)>; 2];
 
-pub(crate) fn stamps(files: &CertificateFiles) -> FileStamps {
+fn stamps(files: &CertificateFiles) -> FileStamps {
     [&files.chain, &files.key].map(|path| {
         let metadata = std::fs::metadata(path).ok()?;
         Some((metadata.modified().ok()?, metadata.len()))
@@ -185,10 +200,6 @@ pub(crate) async fn watch(
     mut hangups: tokio::signal::unix::Signal,
     poll_interval: Duration,
 ) {
-    let Some(files) = store.files() else {
-        return;
-    };
-    let mut seen = stamps(files);
     let mut poll = tokio::time::interval(poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -196,14 +207,10 @@ pub(crate) async fn watch(
             () = shared.closing.cancelled() => return,
             _ = hangups.recv() => info!("SIGHUP: reloading the TLS certificate"),
             _ = poll.tick() => {
-                let now = stamps(files);
-                if now == seen {
+                if !store.files_changed() {
                     continue;
                 }
-                // Remembered even if the reload fails, so a broken file is reported once,
-                // and the next write is tried again.
-                seen = now;
-                info!(chain = %files.chain.display(), "TLS certificate files changed: reloading");
+                info!("TLS certificate files changed: reloading");
             }
         }
         // Result logged and counted inside.
