@@ -167,13 +167,24 @@ mod tests {
             "udp-192.0.2.1:5060".parse::<FlowId>().unwrap().udp_remote(),
             Some("192.0.2.1:5060".parse().unwrap())
         );
-        assert_eq!("wss-3".parse::<FlowId>().unwrap().transport(), Transport::Wss);
+        assert_eq!(
+            "wss-3".parse::<FlowId>().unwrap().transport(),
+            Transport::Wss
+        );
     }
 
     #[test]
     fn malformed_strings_are_rejected() {
         for text in [
-            "", "tcp", "tcp-", "tcp-+1", "tcp-x", "sctp-1", "udp-17", "TCP-1", "tcp-1-2",
+            "",
+            "tcp",
+            "tcp-",
+            "tcp-+1",
+            "tcp-x",
+            "sctp-1",
+            "udp-17",
+            "TCP-1",
+            "tcp-1-2",
             "udp-1.2.3.4",
         ] {
             assert!(text.parse::<FlowId>().is_err(), "{text:?}");

@@ -15,11 +15,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 32 * 1024;
 
 /// Runs the connection until it ends, then closes it in order.
-pub(crate) async fn serve<S>(
-    connection: Connection,
-    mut queue: mpsc::Receiver<Outbound>,
-    stream: S,
-) where
+pub(crate) async fn serve<S>(connection: Connection, mut queue: mpsc::Receiver<Outbound>, stream: S)
+where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (mut reader, writer) = tokio::io::split(stream);

@@ -113,7 +113,10 @@ impl CertificateStore {
         };
         // Remembered even if the reload fails, so that a broken file is reported once and
         // the next write is tried again.
-        *self.read_stamps.lock().unwrap_or_else(PoisonError::into_inner) = stamps(files);
+        *self
+            .read_stamps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = stamps(files);
         let certified = load(files, &self.provider)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
         Ok(())
@@ -126,7 +129,11 @@ impl CertificateStore {
     /// Whether the files changed since they were last read.
     fn files_changed(&self) -> bool {
         self.files.as_ref().is_some_and(|files| {
-            stamps(files) != *self.read_stamps.lock().unwrap_or_else(PoisonError::into_inner)
+            stamps(files)
+                != *self
+                    .read_stamps
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
         })
     }
 }

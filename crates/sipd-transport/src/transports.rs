@@ -235,9 +235,7 @@ impl Transports {
         ];
         for (listener, kind) in listeners {
             if let (Some(listener), Some(kind)) = (listener, kind) {
-                shared
-                    .tasks
-                    .spawn(accept(shared.clone(), listener, kind));
+                shared.tasks.spawn(accept(shared.clone(), listener, kind));
             }
         }
         if let (Some(store), Some(hangups)) = (certificates, hangups) {
@@ -450,7 +448,13 @@ async fn serve_accepted(
         }
         ListenerKind::Tls(acceptor) => {
             let tls_handshake = acceptor.accept(tcp);
-            let Some(tls) = handshake(&shared, transport, limits.tls_handshake_timeout, tls_handshake).await
+            let Some(tls) = handshake(
+                &shared,
+                transport,
+                limits.tls_handshake_timeout,
+                tls_handshake,
+            )
+            .await
             else {
                 return;
             };
@@ -458,10 +462,18 @@ async fn serve_accepted(
             stream::serve(connection, queue, tls).await;
         }
         ListenerKind::Ws => {
-            let upgrade =
-                tokio_tungstenite::accept_hdr_async_with_config(tcp, websocket::negotiate_sip, ws_config);
-            let Some(socket) =
-                handshake(&shared, transport, limits.websocket_handshake_timeout, upgrade).await
+            let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+                tcp,
+                websocket::negotiate_sip,
+                ws_config,
+            );
+            let Some(socket) = handshake(
+                &shared,
+                transport,
+                limits.websocket_handshake_timeout,
+                upgrade,
+            )
+            .await
             else {
                 return;
             };
@@ -470,14 +482,28 @@ async fn serve_accepted(
         }
         ListenerKind::Wss(acceptor) => {
             let tls_handshake = acceptor.accept(tcp);
-            let Some(tls) = handshake(&shared, transport, limits.tls_handshake_timeout, tls_handshake).await
+            let Some(tls) = handshake(
+                &shared,
+                transport,
+                limits.tls_handshake_timeout,
+                tls_handshake,
+            )
+            .await
             else {
                 return;
             };
-            let upgrade =
-                tokio_tungstenite::accept_hdr_async_with_config(tls, websocket::negotiate_sip, ws_config);
-            let Some(socket) =
-                handshake(&shared, transport, limits.websocket_handshake_timeout, upgrade).await
+            let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+                tls,
+                websocket::negotiate_sip,
+                ws_config,
+            );
+            let Some(socket) = handshake(
+                &shared,
+                transport,
+                limits.websocket_handshake_timeout,
+                upgrade,
+            )
+            .await
             else {
                 return;
             };

@@ -21,7 +21,14 @@ const MAX_DATAGRAM: usize = 65_535;
 pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
     let counters = shared.counters.of(Transport::Udp);
     // One byte more than allowed, to tell an oversize datagram from one of exactly the limit.
-    let mut buffer = vec![0; shared.limits.max_message_size.saturating_add(1).min(MAX_DATAGRAM)];
+    let mut buffer = vec![
+        0;
+        shared
+            .limits
+            .max_message_size
+            .saturating_add(1)
+            .min(MAX_DATAGRAM)
+    ];
     loop {
         let received = tokio::select! {
             biased;

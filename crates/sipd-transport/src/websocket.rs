@@ -27,6 +27,8 @@ pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// The upgrade check: the client must offer the `sip` subprotocol, which the answer selects.
+// The error type is fixed by tungstenite's `Callback`.
+#[allow(clippy::result_large_err)]
 pub(crate) fn negotiate_sip(
     request: &Request,
     mut response: Response,

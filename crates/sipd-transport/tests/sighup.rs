@@ -28,6 +28,8 @@ async fn sighup_reloads_the_certificate() {
         .unwrap();
     assert!(status.success());
     eventually(|| transports.counters().certificate_reloads >= 1).await;
-    assert!(tls_connect(server, &renewed, "sip.example.test").await.is_ok());
+    assert!(tls_connect(server, &renewed, "sip.example.test")
+        .await
+        .is_ok());
     transports.shutdown().await;
 }

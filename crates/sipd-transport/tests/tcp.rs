@@ -33,7 +33,10 @@ async fn message_in_reply_out_on_the_same_connection() {
     assert!(inbound.flow.to_string().starts_with("tcp-"));
 
     transports.send(inbound.flow, response("t1")).await.unwrap();
-    assert_eq!(read_exact(&mut client, response("t1").len()).await, response("t1"));
+    assert_eq!(
+        read_exact(&mut client, response("t1").len()).await,
+        response("t1")
+    );
     let counters = transports.counters();
     assert_eq!(counters.tcp.messages_in, 1);
     assert_eq!(counters.tcp.messages_out, 1);
@@ -73,7 +76,10 @@ async fn crlfcrlf_ping_gets_a_crlf_pong() {
     client.write_all(b"\r\n\r\n").await.unwrap();
     assert_eq!(read_exact(&mut client, 2).await, b"\r\n");
     client.write_all(&request("after-ping")).await.unwrap();
-    assert_eq!(next_message(&mut events).await.message, request("after-ping"));
+    assert_eq!(
+        next_message(&mut events).await.message,
+        request("after-ping")
+    );
     assert_eq!(transports.counters().tcp.keepalives_in, 2);
     transports.shutdown().await;
 }
@@ -116,9 +122,15 @@ async fn garbage_and_oversize_close_only_the_offending_connection() {
     // The well-behaved client is still served.
     good.write_all(&request("still-good")).await.unwrap();
     let inbound = next_message(&mut events).await;
-    assert_eq!((inbound.flow, inbound.message), (good_flow, request("still-good")));
+    assert_eq!(
+        (inbound.flow, inbound.message),
+        (good_flow, request("still-good"))
+    );
     transports.send(good_flow, response("ok")).await.unwrap();
-    assert_eq!(read_exact(&mut good, response("ok").len()).await, response("ok"));
+    assert_eq!(
+        read_exact(&mut good, response("ok").len()).await,
+        response("ok")
+    );
     transports.shutdown().await;
 }
 
@@ -134,7 +146,10 @@ async fn client_disconnect_is_reported_and_the_flow_is_gone() {
         transports.send(flow, response("late")).await,
         Err(SendError::FlowGone(gone)) if gone == flow
     ));
-    assert_eq!(transports.set_flow_registered(flow, true), Err(FlowGone(flow)));
+    assert_eq!(
+        transports.set_flow_registered(flow, true),
+        Err(FlowGone(flow))
+    );
     // A stored flow id from the database names nothing after the connection is gone.
     let parsed = flow.to_string().parse().unwrap();
     assert!(matches!(
@@ -254,7 +269,9 @@ async fn shutdown_writes_what_is_queued_then_closes_everything() {
         transports.send(flow, response("too-late")).await,
         Err(SendError::FlowGone(_))
     ));
-    assert!(TcpStream::connect(transports.local_addrs().tcp.unwrap()).await.is_err());
+    assert!(TcpStream::connect(transports.local_addrs().tcp.unwrap())
+        .await
+        .is_err());
     assert_eq!(transports.counters().connections_open(), 0);
 }
 
@@ -270,6 +287,9 @@ async fn bind_errors_name_the_listener_and_address() {
     .err()
     .expect("the address is taken");
     let text = error.to_string();
-    assert!(text.contains("tcp") && text.contains(&taken.to_string()), "{text}");
+    assert!(
+        text.contains("tcp") && text.contains(&taken.to_string()),
+        "{text}"
+    );
     transports.shutdown().await;
 }

@@ -20,7 +20,9 @@ async fn tls_with_configured_certificate_end_to_end() {
     })
     .await;
     let server = transports.local_addrs().tls.unwrap();
-    let mut client = tls_connect(server, &root, "sip.example.test").await.unwrap();
+    let mut client = tls_connect(server, &root, "sip.example.test")
+        .await
+        .unwrap();
     client.write_all(&request("tls1")).await.unwrap();
     client.flush().await.unwrap();
 
@@ -28,15 +30,23 @@ async fn tls_with_configured_certificate_end_to_end() {
     assert_eq!(inbound.message, request("tls1"));
     assert_eq!(inbound.transport, Transport::Tls);
     assert!(inbound.flow.to_string().starts_with("tls-"));
-    transports.send(inbound.flow, response("tls1")).await.unwrap();
-    assert_eq!(read_exact(&mut client, response("tls1").len()).await, response("tls1"));
+    transports
+        .send(inbound.flow, response("tls1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_exact(&mut client, response("tls1").len()).await,
+        response("tls1")
+    );
 
     client.write_all(b"\r\n\r\n").await.unwrap();
     client.flush().await.unwrap();
     assert_eq!(read_exact(&mut client, 2).await, b"\r\n");
 
     // The wrong name is refused by the client; the server counts the failed handshake.
-    assert!(tls_connect(server, &root, "other.example.test").await.is_err());
+    assert!(tls_connect(server, &root, "other.example.test")
+        .await
+        .is_err());
     eventually(|| transports.counters().tls.handshake_failures == 1).await;
 
     drop(client);
@@ -50,7 +60,9 @@ async fn without_files_a_self_signed_certificate_names_the_domain() {
     let server = transports.local_addrs().tls.unwrap();
     let presented = presented_certificate(server).await;
     // Trusting exactly that certificate, full verification for the domain succeeds.
-    let mut client = tls_connect(server, &presented, "sip.example.test").await.unwrap();
+    let mut client = tls_connect(server, &presented, "sip.example.test")
+        .await
+        .unwrap();
     client.write_all(&request("self")).await.unwrap();
     client.flush().await.unwrap();
     // The probing connection closes too; its close may be reported before or after.
@@ -61,7 +73,9 @@ async fn without_files_a_self_signed_certificate_names_the_domain() {
         }
     }
     assert_eq!(messages, [request("self")]);
-    assert!(tls_connect(server, &presented, "elsewhere.test").await.is_err());
+    assert!(tls_connect(server, &presented, "elsewhere.test")
+        .await
+        .is_err());
     transports.shutdown().await;
 }
 
@@ -78,13 +92,19 @@ async fn reload_switches_new_handshakes_and_a_bad_file_keeps_the_old_certificate
     })
     .await;
     let server = transports.local_addrs().tls.unwrap();
-    let mut before = tls_connect(server, &first, "sip.example.test").await.unwrap();
+    let mut before = tls_connect(server, &first, "sip.example.test")
+        .await
+        .unwrap();
 
     let second = write_certificate(&files, "sip.example.test");
     transports.reload_certificates().unwrap();
     // Kept open so that no close events come between the messages below.
-    let _after = tls_connect(server, &second, "sip.example.test").await.unwrap();
-    assert!(tls_connect(server, &first, "sip.example.test").await.is_err());
+    let _after = tls_connect(server, &second, "sip.example.test")
+        .await
+        .unwrap();
+    assert!(tls_connect(server, &first, "sip.example.test")
+        .await
+        .is_err());
     // A connection made before the reload keeps working.
     before.write_all(&request("before")).await.unwrap();
     before.flush().await.unwrap();
@@ -92,7 +112,9 @@ async fn reload_switches_new_handshakes_and_a_bad_file_keeps_the_old_certificate
 
     std::fs::write(&files.chain, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
     assert!(transports.reload_certificates().is_err());
-    let _still = tls_connect(server, &second, "sip.example.test").await.unwrap();
+    let _still = tls_connect(server, &second, "sip.example.test")
+        .await
+        .unwrap();
     let counters = transports.counters();
     assert_eq!(counters.certificate_reloads, 1);
     assert_eq!(counters.certificate_reload_failures, 1);
@@ -116,6 +138,8 @@ async fn changed_files_are_picked_up_without_being_asked() {
     std::fs::write(&files.chain, format!("{chain}\n")).unwrap();
     std::fs::write(&files.key, key).unwrap();
     eventually(|| transports.counters().certificate_reloads >= 1).await;
-    assert!(tls_connect(server, &renewed, "sip.example.test").await.is_ok());
+    assert!(tls_connect(server, &renewed, "sip.example.test")
+        .await
+        .is_ok());
     transports.shutdown().await;
 }

@@ -34,7 +34,10 @@ async fn datagram_in_reply_out_to_the_source_address() {
     assert_eq!(inbound.remote, client.local_addr().unwrap());
     assert_eq!(inbound.local, server);
     assert_eq!(inbound.flow, FlowId::udp(client.local_addr().unwrap()));
-    assert_eq!(inbound.flow.to_string().parse::<FlowId>().unwrap(), inbound.flow);
+    assert_eq!(
+        inbound.flow.to_string().parse::<FlowId>().unwrap(),
+        inbound.flow
+    );
 
     transports.send(inbound.flow, response("u1")).await.unwrap();
     assert_eq!(receive(&client).await, response("u1"));
@@ -95,7 +98,10 @@ async fn a_full_core_queue_drops_datagrams_instead_of_blocking() {
     let server = transports.local_addrs().udp.unwrap();
     let client = client().await;
     for n in 0..10 {
-        client.send_to(&request(&format!("q{n}")), server).await.unwrap();
+        client
+            .send_to(&request(&format!("q{n}")), server)
+            .await
+            .unwrap();
     }
     eventually(|| {
         let udp = transports.counters().udp;

@@ -166,10 +166,8 @@ pub fn certificate_files(dir: &Path) -> CertificateFiles {
     }
 }
 
-fn client_config() -> tokio_rustls::rustls::ConfigBuilder<
-    ClientConfig,
-    tokio_rustls::rustls::WantsVerifier,
-> {
+fn client_config(
+) -> tokio_rustls::rustls::ConfigBuilder<ClientConfig, tokio_rustls::rustls::WantsVerifier> {
     ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -196,9 +194,12 @@ async fn connect_with(
 ) -> Result<TlsStream<TcpStream>, std::io::Error> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_owned()).unwrap();
-    tokio::time::timeout(WAIT, TlsConnector::from(Arc::new(config)).connect(name, tcp))
-        .await
-        .expect("TLS handshake in time")
+    tokio::time::timeout(
+        WAIT,
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake in time")
 }
 
 /// Accepts any certificate and remembers the one the server presented.
@@ -277,9 +278,10 @@ where
             HeaderValue::from_static("sip"),
         );
     }
-    let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
-        .await
-        .expect("WebSocket handshake in time")?;
+    let (socket, response) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("WebSocket handshake in time")?;
     assert_eq!(
         response.headers().get(header::SEC_WEBSOCKET_PROTOCOL),
         Some(&HeaderValue::from_static("sip"))
