@@ -585,9 +585,15 @@ impl DigestParam {
             9 => &[("algorithm", Algorithm), ("username*", UsernameExt)],
             _ => &[],
         };
+        // Clients send lower case; an exact comparison is cheaper to try first.
         candidates
             .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .find(|(known, _)| *known == name)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            })
             .map(|(_, param)| *param)
     }
 }
@@ -960,7 +966,17 @@ fn is_wsp(byte: u8) -> bool {
 }
 
 /// Skips SP/HTAB and line folds (CRLF or LF followed by SP/HTAB).
-fn skip_lws(bytes: &[u8], mut pos: usize) -> usize {
+#[inline(always)]
+fn skip_lws(bytes: &[u8], pos: usize) -> usize {
+    // Most calls find no white space at all: decide that without a call.
+    match bytes.get(pos) {
+        Some(b' ' | b'\t' | b'\r' | b'\n') => skip_lws_from(bytes, pos),
+        _ => pos,
+    }
+}
+
+#[inline(never)]
+fn skip_lws_from(bytes: &[u8], mut pos: usize) -> usize {
     loop {
         match bytes.get(pos) {
             Some(b' ' | b'\t') => pos += 1,
@@ -1089,20 +1105,6 @@ impl<'a> ParamList<'a> {
     }
 }
 
-/// Bytes that stand for themselves inside a quoted string: anything but
-/// `"`, `\\` and control characters other than HTAB (so UTF-8 passes).
-const QDTEXT_PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut index = 0;
-    while index < table.len() {
-        let byte = index as u8;
-        table[index] =
-            (byte >= 0x20 && byte != 0x7f || byte == b'\t') && byte != b'"' && byte != b'\\';
-        index += 1;
-    }
-    table
-};
-
 /// Parses a quoted string starting at the opening `"` at `start`; returns the
 /// unescaped contents and the offset after the closing quote. Borrows unless
 /// there is an escape or a line fold to resolve.
@@ -1111,18 +1113,19 @@ fn parse_quoted_string(text: &str, start: usize) -> Result<(Cow<'_, str>, usize)
     let contents = start + 1;
     // Fast path for the usual value: nothing to unescape or unfold, no
     // control character before the closing quote.
-    let plain_len = bytes[contents..]
-        .iter()
-        .position(|&byte| !QDTEXT_PLAIN[usize::from(byte)])
-        .unwrap_or(bytes.len() - contents);
-    let end = contents + plain_len;
-    if bytes.get(end) == Some(&b'"') {
+    let end =
+        memchr::memchr2(b'"', b'\\', &bytes[contents..]).map_or(bytes.len(), |len| contents + len);
+    // Not short-circuiting, so that the check vectorises.
+    let has_control = bytes[contents..end].iter().fold(false, |found, &byte| {
+        found | (byte < 0x20 && byte != b'\t') | (byte == 0x7f)
+    });
+    if bytes.get(end) == Some(&b'"') && !has_control {
         return Ok((Cow::Borrowed(&text[contents..end]), end + 1));
     }
     let mut owned: Option<String> = None;
     // Start of the not yet copied run of plain characters.
     let mut run_start = contents;
-    let mut pos = end;
+    let mut pos = contents;
     loop {
         let Some(&byte) = bytes.get(pos) else {
             return Err(AuthError::new(
