@@ -13,9 +13,6 @@ fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 torture_dir="$fuzz_dir/../crates/sip-message/tests/torture"
 targets=(parse_message framer digest)
 
-# cargo-fuzz passes nightly-only flags (-Zsanitizer=address, ...); only a
-# stable toolchain is available here, and RUSTC_BOOTSTRAP lets it accept them.
-export RUSTC_BOOTSTRAP=1
 # A private target dir, so fuzz builds never invalidate the workspace's.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$fuzz_dir/target}"
 
@@ -40,6 +37,12 @@ cp "$fuzz_dir"/seeds/digest/* "$fuzz_dir/corpus/digest/"
 grep -ahiE '^(proxy-)?(authorization|authenticate|www-authenticate):' "$torture_dir"/*.sip |
     sed -E 's/^[^:]*:[ \t]*//' | tr -d '\r' | awk -v dir="$fuzz_dir/corpus/digest" \
     '{ f = sprintf("%s/torture-%03d", dir, NR); printf "%s", $0 > f; close(f) }'
+
+# cargo-fuzz passes nightly-only flags (-Zsanitizer=address, ...); only a
+# stable toolchain is available here, and RUSTC_BOOTSTRAP lets it accept them.
+# Set only now: build scripts that probe for nightly (proc-macro2) must not
+# see it while cargo-fuzz itself is installed.
+export RUSTC_BOOTSTRAP=1
 
 cd "$fuzz_dir"
 failed=()
