@@ -156,6 +156,9 @@ pub(crate) struct Connection {
     /// For the reader to queue keep-alive answers.
     pub(crate) queue: mpsc::Sender<Outbound>,
     registered: watch::Receiver<bool>,
+    /// Held as long as the connection runs (the table entry goes first on close), so the
+    /// receiver above never sees the channel end.
+    _registered_sender: Arc<watch::Sender<bool>>,
     slot: ConnectionSlot,
 }
 
@@ -171,13 +174,14 @@ impl Connection {
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let flow = FlowId::connection(transport, id);
         let (queue, queue_rx) = mpsc::channel(shared.limits.send_queue_capacity.max(1));
-        let (registered_tx, registered) = watch::channel(false);
+        let (registered_sender, registered) = watch::channel(false);
+        let registered_sender = Arc::new(registered_sender);
         shared.flows.insert(
             id,
             FlowEntry {
                 transport,
                 queue: queue.clone(),
-                registered: Arc::new(registered_tx),
+                registered: registered_sender.clone(),
             },
         );
         let counters = shared.counters.of(transport);
@@ -195,6 +199,7 @@ impl Connection {
             activity,
             queue,
             registered,
+            _registered_sender: registered_sender,
             slot,
         };
         (connection, queue_rx)
@@ -237,7 +242,6 @@ impl Connection {
                 }
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline.into()) => {}
-                    // The sender lives in the flow table as long as this connection.
                     _ = registered.changed() => {}
                 }
             }

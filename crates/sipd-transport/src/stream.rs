@@ -1,26 +1,26 @@
 //! TCP and TLS connections: a byte stream framed by `Content-Length` (RFC 3261 §18.3), with
 //! RFC 5626 CRLFCRLF pings answered by a CRLF pong.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use sip_message::framer::{Frame, FramingError, StreamFramer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::connection::{CloseReason, Connection, Outbound};
 use crate::counters::{bump, TransportCounters};
 
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
-/// Writes are gathered up to this size before going to the socket.
-const WRITE_BUFFER: usize = 32 * 1024;
+/// Free buffer space asked of each read. Small, as SIP messages are, so that many idle
+/// connections cost little; a larger message grows the buffer as it arrives.
+const READ_CHUNK: usize = 4 * 1024;
+/// Queued messages gathered into one write, up to about this many bytes.
+const BATCH_LIMIT: usize = 64 * 1024;
 
 /// Runs the connection until it ends, then closes it in order.
 pub(crate) async fn serve<S>(connection: Connection, mut queue: mpsc::Receiver<Outbound>, stream: S)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let reason = tokio::select! {
         reason = read(&connection, &mut reader) => reason,
         reason = write(&connection, &mut writer, &mut queue) => reason,
@@ -29,13 +29,14 @@ where
     let transport = connection.transport;
     let finish = |pending: Vec<Outbound>| async move {
         let counters = shared.counters.of(transport);
+        let mut batch = BytesMut::new();
         for item in pending {
-            if write_one(counters, &mut writer, item).await.is_err() {
-                return;
-            }
+            batch.extend_from_slice(&wire_bytes(counters, item));
         }
-        // Flushes, then FIN (or TLS close_notify).
-        let _ = writer.shutdown().await;
+        if writer.write_all(&batch).await.is_ok() {
+            // Flushes, then FIN (or TLS close_notify).
+            let _ = writer.shutdown().await;
+        }
     };
     connection.close(reason, queue, finish).await;
 }
@@ -98,10 +99,11 @@ where
     }
 }
 
-/// Writes queued messages, gathering what is already queued into one flush.
+/// Writes queued messages. What is already queued when the writer wakes goes out in one
+/// write; a lone message is written as it is, without copying.
 async fn write<W>(
     connection: &Connection,
-    writer: &mut BufWriter<W>,
+    writer: &mut W,
     queue: &mut mpsc::Receiver<Outbound>,
 ) -> CloseReason
 where
@@ -109,16 +111,25 @@ where
 {
     let counters = connection.shared.counters.of(connection.transport);
     // The connection holds a sender itself, so the queue stays open while it runs.
-    while let Some(item) = queue.recv().await {
-        if let Err(error) = write_one(counters, writer, item).await {
-            return CloseReason::Io(error);
-        }
-        while let Ok(item) = queue.try_recv() {
-            if let Err(error) = write_one(counters, writer, item).await {
-                return CloseReason::Io(error);
+    while let Some(first) = queue.recv().await {
+        let mut bytes = wire_bytes(counters, first);
+        if let Ok(second) = queue.try_recv() {
+            let mut batch = BytesMut::with_capacity(BATCH_LIMIT.min(bytes.len() * 4));
+            batch.extend_from_slice(&bytes);
+            batch.extend_from_slice(&wire_bytes(counters, second));
+            while batch.len() < BATCH_LIMIT {
+                let Ok(item) = queue.try_recv() else {
+                    break;
+                };
+                batch.extend_from_slice(&wire_bytes(counters, item));
             }
+            bytes = batch.freeze();
         }
-        if let Err(error) = writer.flush().await {
+        let written = async {
+            writer.write_all(&bytes).await?;
+            writer.flush().await
+        };
+        if let Err(error) = written.await {
             return CloseReason::Io(error);
         }
         connection.activity.touch();
@@ -126,20 +137,13 @@ where
     CloseReason::Shutdown
 }
 
-async fn write_one<W>(
-    counters: &TransportCounters,
-    writer: &mut BufWriter<W>,
-    item: Outbound,
-) -> std::io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
+/// The bytes to write for a queued item.
+fn wire_bytes(counters: &TransportCounters, item: Outbound) -> Bytes {
     match item {
         Outbound::Message(message) => {
-            writer.write_all(&message).await?;
             bump(&counters.messages_out);
+            message
         }
-        Outbound::KeepAliveResponse => writer.write_all(b"\r\n").await?,
+        Outbound::KeepAliveResponse => Bytes::from_static(b"\r\n"),
     }
-    Ok(())
 }

@@ -402,8 +402,10 @@ async fn accept(shared: Arc<Shared>, listener: TcpListener, kind: ListenerKind) 
             Ok(accepted) => accepted,
             Err(error) => {
                 warn!(%transport, %error, "cannot accept a connection");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
+                tokio::select! {
+                    () = shared.stop_accepting.cancelled() => return,
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                }
             }
         };
         let Some(slot) = shared.slots.try_acquire(

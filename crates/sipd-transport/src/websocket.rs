@@ -20,8 +20,16 @@ use crate::counters::{bump, TransportCounters};
 
 const SUBPROTOCOL: &str = "sip";
 
+/// Read buffer of a connection, allocated up front: small, as SIP messages are, so that many
+/// idle connections cost little (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+/// Messages gathered before writing (a flush writes whatever is gathered).
+const WRITE_BUFFER: usize = 16 * 1024;
+
 pub(crate) fn config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(limits.max_message_size))
         .max_frame_size(Some(limits.websocket_max_frame_size))
 }
@@ -156,6 +164,13 @@ fn classify(counters: &TransportCounters, error: WsError) -> CloseReason {
     }
 }
 
+fn write_failed(error: WsError) -> CloseReason {
+    match error {
+        WsError::Io(error) => CloseReason::Io(error),
+        error => CloseReason::Io(std::io::Error::other(error)),
+    }
+}
+
 async fn write<S>(
     connection: &Connection,
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
@@ -172,13 +187,13 @@ where
         while let Some(next) = item.take().or_else(|| queue.try_recv().ok()) {
             if let Some(message) = frame(counters, next, binary.load(Ordering::Relaxed)) {
                 if let Err(error) = sink.feed(message).await {
-                    return classify(counters, error);
+                    return write_failed(error);
                 }
             }
         }
         // Also writes a pong tungstenite queued in answer to a ping.
         if let Err(error) = sink.flush().await {
-            return classify(counters, error);
+            return write_failed(error);
         }
         connection.activity.touch();
     }
