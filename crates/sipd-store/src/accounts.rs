@@ -1,9 +1,13 @@
 //! Main accounts and sub-accounts.
 
+use crate::endpoints::endpoint_changes;
 use crate::sql::{
     get, get_bool, get_opt_time, get_time, now_ms, unique_violation, Sql, ID_ATTEMPTS,
 };
-use crate::{secrets, Account, AccountPatch, Backend, NewAccount, Result, Store, StoreError};
+use crate::{
+    secrets, Account, AccountPatch, Backend, EndpointChangeKind, NewAccount, Result, Store,
+    StoreError,
+};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
@@ -279,6 +283,8 @@ impl Store {
 
     /// Delete a sub-account. `cascade`: delete its endpoints and applications too; otherwise
     /// they move to the parent account. Returns false if there was no such account.
+    /// Subscribers of [`Store::subscribe_endpoint_changes`] learn of each endpoint deleted
+    /// (`Deleted`) or moved (`Updated`).
     ///
     /// A main account is not a sub-account: asking to delete one returns false.
     pub async fn delete_sub_account(&self, id: i64, cascade: bool) -> Result<bool> {
@@ -297,17 +303,19 @@ impl Store {
         else {
             return Ok(false);
         };
-        if cascade {
+        let changed = if cascade {
             // Bindings go with their endpoints (ON DELETE CASCADE); endpoints of other accounts
             // bound to these apps are left without one (ON DELETE SET NULL).
-            sqlx::query("DELETE FROM endpoints WHERE account_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            let deleted =
+                sqlx::query("DELETE FROM endpoints WHERE account_id = $1 RETURNING id, username")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
             sqlx::query("DELETE FROM applications WHERE account_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            endpoint_changes(&deleted, EndpointChangeKind::Deleted)?
         } else {
             let now = now_ms();
             // The parent keeps its own defaults: moved apps lose their default flags.
@@ -321,20 +329,27 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE endpoints SET account_id = $1, updated_at = $2 WHERE account_id = $3",
+            // Cached credentials carry the owning account: they are stale now.
+            let moved = sqlx::query(
+                "UPDATE endpoints SET account_id = $1, updated_at = $2 WHERE account_id = $3 \
+                 RETURNING id, username",
             )
             .bind(parent_id)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        }
+            endpoint_changes(&moved, EndpointChangeKind::Updated)?
+        };
         sqlx::query("DELETE FROM accounts WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        self.changes
+            .notify_in_transaction(&mut tx, &changed)
+            .await?;
         tx.commit().await?;
+        self.changes.publish(changed);
         Ok(true)
     }
 }

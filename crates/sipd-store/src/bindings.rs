@@ -2,7 +2,252 @@
 
 use crate::sql::{get, is_foreign_key_violation};
 use crate::{Binding, Result, Store, StoreError};
+use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// One change to the registrations table, as the registrar decides it.
+// Nearly all changes are upserts: boxing the binding would only add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingChange {
+    /// Insert the binding, or replace the one with the same endpoint and contact URI.
+    Upsert(Binding),
+    /// Remove one binding (a `Contact: …;expires=0`, or an RFC 5626 flow replaced by a new
+    /// contact: the registrar sends `Delete` of the old contact, then `Upsert` of the new).
+    Delete {
+        endpoint_pk: i64,
+        contact_uri: String,
+    },
+    /// Remove every binding of the endpoint (`Contact: *` with `Expires: 0`).
+    DeleteAllForEndpoint { endpoint_pk: i64 },
+}
+
+impl BindingChange {
+    pub fn endpoint_pk(&self) -> i64 {
+        match self {
+            BindingChange::Upsert(binding) => binding.endpoint_pk,
+            BindingChange::Delete { endpoint_pk, .. }
+            | BindingChange::DeleteAllForEndpoint { endpoint_pk } => *endpoint_pk,
+        }
+    }
+}
+
+const BINDING_COLUMNS: &str = "endpoint_pk, contact_uri, expires_at, q, call_id, cseq, \
+     user_agent, received, transport, flow_id, instance_id, reg_id, path, node_id, updated_at";
+const BINDING_COLUMN_COUNT: usize = 15;
+
+/// Rows per multi-row statement is a power of two up to this (at most 15 × 512 = 7,680 bound
+/// values, far below PostgreSQL's 65,535 and SQLite's 32,766), so each connection prepares at
+/// most ten shapes of each statement and reuses them from its statement cache.
+const MAX_ROWS_LOG2: u32 = 9;
+
+/// The net effect of a list of changes, applied in order: whole endpoints cleared first, then
+/// each (endpoint, contact) key's last word. Sorted, so concurrent transactions lock rows in
+/// the same order.
+#[derive(Default)]
+struct BindingPlan<'a> {
+    clear_endpoints: BTreeSet<i64>,
+    /// `None`: delete the binding.
+    last_word: BTreeMap<(i64, &'a str), Option<&'a Binding>>,
+}
+
+impl<'a> BindingPlan<'a> {
+    fn new(changes: &'a [BindingChange]) -> BindingPlan<'a> {
+        let mut plan = BindingPlan::default();
+        for change in changes {
+            match change {
+                BindingChange::Upsert(binding) => {
+                    let key = (binding.endpoint_pk, binding.contact_uri.as_str());
+                    plan.last_word.insert(key, Some(binding));
+                }
+                BindingChange::Delete {
+                    endpoint_pk,
+                    contact_uri,
+                } => {
+                    let key = (*endpoint_pk, contact_uri.as_str());
+                    if plan.clear_endpoints.contains(endpoint_pk) {
+                        // The row is gone with the whole endpoint already.
+                        plan.last_word.remove(&key);
+                    } else {
+                        plan.last_word.insert(key, None);
+                    }
+                }
+                BindingChange::DeleteAllForEndpoint { endpoint_pk } => {
+                    plan.clear_endpoints.insert(*endpoint_pk);
+                    let earlier: Vec<(i64, &str)> = plan
+                        .last_word
+                        .range((*endpoint_pk, "")..)
+                        .map(|(key, _)| *key)
+                        .take_while(|(pk, _)| pk == endpoint_pk)
+                        .collect();
+                    for key in earlier {
+                        plan.last_word.remove(&key);
+                    }
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// Split `items` into chunks whose lengths are powers of two (largest first).
+fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let largest = 1usize << MAX_ROWS_LOG2;
+        let len = if items.len() >= largest {
+            largest
+        } else {
+            1usize << items.len().ilog2()
+        };
+        let (chunk, rest) = items.split_at(len);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// Statement texts for 1, 2, 4, … 512 rows, built once.
+struct BindingStatements {
+    upsert: Vec<String>,
+    delete: Vec<String>,
+    clear: Vec<String>,
+}
+
+fn statements() -> &'static BindingStatements {
+    static STATEMENTS: OnceLock<BindingStatements> = OnceLock::new();
+    STATEMENTS.get_or_init(|| {
+        let sizes = || (0..=MAX_ROWS_LOG2).map(|log2| 1usize << log2);
+        BindingStatements {
+            upsert: sizes().map(upsert_statement).collect(),
+            delete: sizes().map(delete_statement).collect(),
+            clear: sizes().map(clear_statement).collect(),
+        }
+    })
+}
+
+fn statement_for(texts: &[String], rows: usize) -> &str {
+    texts
+        .get(rows.ilog2() as usize)
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+fn upsert_statement(rows: usize) -> String {
+    let mut text = format!("INSERT INTO registrations ({BINDING_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..BINDING_COLUMN_COUNT {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("${}", row * BINDING_COLUMN_COUNT + column + 1));
+        }
+        text.push(')');
+    }
+    text.push_str(UPSERT_CONFLICT);
+    text
+}
+
+const UPSERT_CONFLICT: &str = " ON CONFLICT (endpoint_pk, contact_uri) DO UPDATE SET \
+     expires_at = excluded.expires_at, q = excluded.q, call_id = excluded.call_id, \
+     cseq = excluded.cseq, user_agent = excluded.user_agent, received = excluded.received, \
+     transport = excluded.transport, flow_id = excluded.flow_id, \
+     instance_id = excluded.instance_id, reg_id = excluded.reg_id, path = excluded.path, \
+     node_id = excluded.node_id, updated_at = excluded.updated_at";
+
+fn delete_statement(rows: usize) -> String {
+    let mut text = String::from("DELETE FROM registrations WHERE ");
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(" OR ");
+        }
+        text.push_str(&format!(
+            "(endpoint_pk = ${} AND contact_uri = ${})",
+            2 * row + 1,
+            2 * row + 2
+        ));
+    }
+    text
+}
+
+fn clear_statement(rows: usize) -> String {
+    let placeholders: Vec<String> = (1..=rows).map(|n| format!("${n}")).collect();
+    format!(
+        "DELETE FROM registrations WHERE endpoint_pk IN ({})",
+        placeholders.join(", ")
+    )
+}
+
+/// Apply `plan` on `conn` (inside the caller's transaction).
+async fn apply_plan(conn: &mut AnyConnection, plan: &BindingPlan<'_>) -> Result<()> {
+    let texts = statements();
+    let clear: Vec<i64> = plan.clear_endpoints.iter().copied().collect();
+    for chunk in power_of_two_chunks(&clear) {
+        let mut query = sqlx::query(statement_for(&texts.clear, chunk.len()));
+        for endpoint_pk in chunk {
+            query = query.bind(*endpoint_pk);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let deletes: Vec<(i64, &str)> = plan
+        .last_word
+        .iter()
+        .filter(|(_, binding)| binding.is_none())
+        .map(|(key, _)| *key)
+        .collect();
+    for chunk in power_of_two_chunks(&deletes) {
+        let mut query = sqlx::query(statement_for(&texts.delete, chunk.len()));
+        for (endpoint_pk, contact_uri) in chunk {
+            query = query.bind(*endpoint_pk).bind(*contact_uri);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let upserts: Vec<&Binding> = plan.last_word.values().filter_map(|b| *b).collect();
+    for chunk in power_of_two_chunks(&upserts) {
+        let mut query = sqlx::query(statement_for(&texts.upsert, chunk.len()));
+        for binding in chunk {
+            query = query
+                .bind(binding.endpoint_pk)
+                .bind(binding.contact_uri.as_str())
+                .bind(binding.expires_at_ms)
+                .bind(binding.q)
+                .bind(binding.call_id.as_str())
+                .bind(binding.cseq)
+                .bind(binding.user_agent.as_deref())
+                .bind(binding.received.as_str())
+                .bind(binding.transport.as_str())
+                .bind(binding.flow_id.as_deref())
+                .bind(binding.instance_id.as_deref())
+                .bind(binding.reg_id)
+                .bind(binding.path.as_deref())
+                .bind(binding.node_id.as_str())
+                .bind(binding.updated_at_ms);
+        }
+        match query.execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(err) if is_foreign_key_violation(&err) => {
+                return Err(StoreError::InvalidReference("endpoint"))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Rows a purge deletes per statement, so it never holds the write lock for long.
+const PURGE_BATCH: i64 = 5_000;
+
+const SELECT_BINDINGS: &str = "SELECT endpoint_pk, contact_uri, expires_at, q, call_id, cseq, \
+     user_agent, received, transport, flow_id, instance_id, reg_id, path, node_id, updated_at \
+     FROM registrations";
 
 fn binding_from_row(row: &AnyRow) -> Result<Binding> {
     Ok(Binding {
@@ -77,17 +322,78 @@ impl Store {
     }
 
     /// All bindings that have not expired at `now_ms`, e.g. to reload at start; grouped by
-    /// endpoint, newest first within each.
+    /// endpoint, newest first within each. One query, decoded as rows stream in.
     pub async fn live_bindings(&self, now_ms: i64) -> Result<Vec<Binding>> {
-        let rows = sqlx::query(
-            "SELECT endpoint_pk, contact_uri, expires_at, q, call_id, cseq, user_agent, received, \
-             transport, flow_id, instance_id, reg_id, path, node_id, updated_at \
-             FROM registrations WHERE expires_at > $1 \
-             ORDER BY endpoint_pk, updated_at DESC, id DESC",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let text = format!(
+            "{SELECT_BINDINGS} WHERE expires_at > $1 ORDER BY endpoint_pk, updated_at DESC, id DESC"
+        );
+        let mut rows = sqlx::query(&text).bind(now_ms).fetch(&self.pool);
+        let mut bindings = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            bindings.push(binding_from_row(&row)?);
+        }
+        Ok(bindings)
+    }
+
+    /// The endpoint's bindings that have not expired at `now_ms`, newest first (an index
+    /// lookup): for a cache miss, or the binding summary of one endpoint.
+    pub async fn bindings_of_endpoint(
+        &self,
+        endpoint_pk: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Binding>> {
+        let text = format!(
+            "{SELECT_BINDINGS} WHERE endpoint_pk = $1 AND expires_at > $2 \
+             ORDER BY updated_at DESC, id DESC"
+        );
+        let rows = sqlx::query(&text)
+            .bind(endpoint_pk)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(binding_from_row).collect()
+    }
+
+    /// Apply `changes` in order, all in one transaction: whole endpoints are cleared first,
+    /// then for each (endpoint, contact URI) only its last change is written, with multi-row
+    /// statements. For single REGISTERs prefer [`Store::binding_writer`], which shares one
+    /// transaction among concurrent requests.
+    ///
+    /// Fails with `InvalidReference("endpoint")`, and changes nothing, when an upsert names an
+    /// endpoint that does not exist (e.g. deleted while its REGISTER was being processed).
+    pub async fn apply_binding_changes(&self, changes: &[BindingChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let plan = BindingPlan::new(changes);
+        let mut tx = self.begin_write().await?;
+        apply_plan(&mut tx, &plan).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delete the bindings that expired at `now_ms` (`expires_at <= now_ms`), a few thousand
+    /// rows per statement so registrar writes are not held up. Returns how many were deleted.
+    ///
+    /// A binding refreshed concurrently (its `expires_at` moved past `now_ms`) is kept.
+    pub async fn purge_expired_bindings(&self, now_ms: i64) -> Result<u64> {
+        let mut purged = 0;
+        loop {
+            // The outer `expires_at` check is re-evaluated on rows changed since the subquery
+            // picked them (PostgreSQL), so a concurrent refresh wins.
+            let deleted = sqlx::query(
+                "DELETE FROM registrations WHERE expires_at <= $1 AND id IN \
+                 (SELECT id FROM registrations WHERE expires_at <= $1 LIMIT $2)",
+            )
+            .bind(now_ms)
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            purged += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(purged);
+            }
+        }
     }
 }

@@ -4,8 +4,9 @@ use crate::sql::{
     get, get_bool, get_time, is_foreign_key_violation, now_ms, unique_violation, Sql, ID_ATTEMPTS,
 };
 use crate::{
-    secrets, ApplicationRef, Credentials, Endpoint, EndpointFilter, EndpointPatch, NewEndpoint,
-    RegistrationSummary, Result, Scope, Store, StoreError,
+    secrets, ApplicationRef, Credentials, Endpoint, EndpointChange, EndpointChangeKind,
+    EndpointFilter, EndpointPatch, NewEndpoint, RegistrationSummary, Result, Scope, Store,
+    StoreError,
 };
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -138,6 +139,22 @@ async fn find_in_scope(
         .transpose()
 }
 
+/// Events for endpoint rows `RETURNING id, username`.
+pub(crate) fn endpoint_changes(
+    rows: &[AnyRow],
+    kind: EndpointChangeKind,
+) -> Result<Vec<EndpointChange>> {
+    rows.iter()
+        .map(|row| {
+            Ok(EndpointChange {
+                endpoint_pk: get(row, "id")?,
+                username: get(row, "username")?,
+                kind,
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Fails with `Conflict { field: "username" }` when the username is taken by any account,
     /// `InvalidReference("application")` when the app does not exist, and
@@ -252,6 +269,8 @@ impl Store {
 
     /// Partial update. A password change recomputes the HA1 values, stamps
     /// `credentials_changed_at` and deletes the endpoint's registrations in the same transaction.
+    /// Subscribers of [`Store::subscribe_endpoint_changes`] on every node learn it
+    /// (`CredentialsChanged`, or `Updated` without a password change).
     ///
     /// Fails with `InvalidReference("application")` when the new app does not exist.
     pub async fn update_endpoint(
@@ -305,11 +324,26 @@ impl Store {
                 .await?;
         }
         let endpoint = fetch_endpoint(&mut tx, id).await?;
+        let kind = if patch.password.is_some() {
+            EndpointChangeKind::CredentialsChanged
+        } else {
+            EndpointChangeKind::Updated
+        };
+        let changes = vec![EndpointChange {
+            endpoint_pk: id,
+            username,
+            kind,
+        }];
+        self.changes
+            .notify_in_transaction(&mut tx, &changes)
+            .await?;
         tx.commit().await?;
+        self.changes.publish(changes);
         Ok(Some(endpoint))
     }
 
-    /// Deletes the endpoint and its registrations. False if not found.
+    /// Deletes the endpoint and its registrations; subscribers of
+    /// [`Store::subscribe_endpoint_changes`] on every node learn it. False if not found.
     pub async fn delete_endpoint(&self, scope: Scope, endpoint_id: &str) -> Result<bool> {
         let mut sql = Sql::new(
             "DELETE FROM endpoints WHERE id IN (SELECT e.id FROM endpoints e \
@@ -317,9 +351,17 @@ impl Store {
         );
         sql.bind(endpoint_id.to_owned())?;
         sql.scope(scope)?;
-        sql.push(")");
-        let mut conn = self.pool.acquire().await?;
-        Ok(sql.execute(&mut conn).await? > 0)
+        sql.push(") RETURNING id, username");
+        let mut tx = self.begin_write().await?;
+        let rows = sql.fetch_all(&mut tx).await?;
+        let changes = endpoint_changes(&rows, EndpointChangeKind::Deleted)?;
+        self.changes
+            .notify_in_transaction(&mut tx, &changes)
+            .await?;
+        tx.commit().await?;
+        let deleted = !changes.is_empty();
+        self.changes.publish(changes);
+        Ok(deleted)
     }
 
     /// Digest credentials by SIP username, for the registrar.

@@ -17,14 +17,19 @@
 mod accounts;
 mod applications;
 mod bindings;
+mod changes;
 mod endpoints;
 mod model;
 mod secrets;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod writer;
 
+pub use bindings::BindingChange;
+pub use changes::{EndpointChange, EndpointChangeKind, EndpointChanges, EndpointEvent};
 pub use model::*;
+pub use writer::{BindingWriter, DEFAULT_MAX_BATCH_CHANGES};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migrator};
@@ -33,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong, in the terms the API and registrar act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached (connect refused, pool timeout, I/O): the API answers 503
     /// and the pool recovers by itself when the database comes back.
@@ -85,6 +90,7 @@ pub struct Store {
     backend: Backend,
     tokens: Arc<secrets::TokenSealer>,
     realm: Arc<str>,
+    changes: Arc<changes::ChangeHub>,
 }
 
 /// The SQL dialect behind the `Any` pool; queries are shared, only a few statements differ.
@@ -164,6 +170,11 @@ impl Store {
             backend,
             tokens: Arc::new(secrets::TokenSealer::new(&options.secret_key)),
             realm: Arc::from(options.realm.as_str()),
+            changes: Arc::new(changes::ChangeHub::new(
+                backend,
+                &options.url,
+                options.acquire_timeout,
+            )),
         })
     }
 
@@ -186,8 +197,23 @@ impl Store {
     }
 
     /// Close the pool: waits for checked-out connections to come back, then closes them all.
+    /// Also stops the endpoint change listener.
     pub async fn close(&self) {
+        self.changes.stop();
         self.pool.close().await;
+    }
+
+    /// Subscribe to endpoint changes made through any store on this database: password changes
+    /// and deletions (by the API, or with a deleted sub-account), so caches drop credentials
+    /// and bindings at once. Changes made through this store arrive right after they commit;
+    /// on PostgreSQL, other nodes' arrive through LISTEN/NOTIFY.
+    ///
+    /// Subscribe first, then load the state to cache: on PostgreSQL this waits (up to the
+    /// acquire timeout) until the listener listens, so nothing committed afterwards is missed.
+    /// [`EndpointEvent::Resync`] says changes may have been missed (the listener reconnected,
+    /// or this receiver fell behind): drop everything cached.
+    pub async fn subscribe_endpoint_changes(&self) -> EndpointChanges {
+        self.changes.subscribe(&self.pool).await
     }
 
     /// A transaction for read-modify-write work. On SQLite it takes the write lock up front, so
