@@ -140,3 +140,39 @@ async fn udp_off_and_after_shutdown() {
         Err(SendError::ShutDown)
     ));
 }
+
+#[tokio::test]
+async fn stun_binding_request_keepalive_is_answered_with_the_source_address() {
+    let (transports, mut events) = start(config()).await;
+    let server = transports.local_addrs().udp.unwrap();
+    let client = client().await;
+    let mut binding = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    binding.extend_from_slice(b"keepalive-01");
+    client.send_to(&binding, server).await.unwrap();
+
+    let response = receive(&client).await;
+    assert_eq!(response[..2], [0x01, 0x01]);
+    assert_eq!(response[8..20], *b"keepalive-01");
+    // XOR-MAPPED-ADDRESS, IPv4: port and address XORed with the magic cookie.
+    assert_eq!(response[20..22], [0x00, 0x20]);
+    let port = u16::from_be_bytes([response[26], response[27]]) ^ 0x2112;
+    let ip: Vec<u8> = response[28..32]
+        .iter()
+        .zip([0x21, 0x12, 0xa4, 0x42])
+        .map(|(a, m)| a ^ m)
+        .collect();
+    let mapped = std::net::SocketAddr::from(([ip[0], ip[1], ip[2], ip[3]], port));
+    assert_eq!(mapped, client.local_addr().unwrap());
+
+    // Not handed to the core: the next event is the next real message.
+    client
+        .send_to(&request("after-stun"), server)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut events).await.message,
+        request("after-stun")
+    );
+    assert_eq!(transports.counters().udp.keepalives_in, 1);
+    transports.shutdown().await;
+}
