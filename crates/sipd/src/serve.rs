@@ -77,7 +77,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     match tokio::time::timeout(config.api.shutdown_timeout, server).await {
-        Ok(result) => result.context("the API server failed while shutting down")?,
+        Ok(result) => {
+            result.context("the API server failed while shutting down")?;
+            // Every request is done: no connection is checked out, so this does not wait.
+            store.close().await;
+        }
+        // Requests still hold connections: closing the pool would wait for them.
         Err(_) => warn!(
             timeout_secs = config.api.shutdown_timeout.as_secs(),
             "requests still running at the shutdown timeout: exiting anyway"
