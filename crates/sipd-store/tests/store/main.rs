@@ -4,6 +4,8 @@
 mod accounts;
 mod applications;
 mod availability;
+mod bindings;
 mod common;
 mod endpoints;
+mod notifications;
 mod robustness;

@@ -1,0 +1,319 @@
+//! Batched binding changes, the group-commit writer and the purge of expired bindings.
+
+use crate::common::{binding, endpoint, main_account, now_ms, WAIT};
+use sipd_store::testing::fresh_store;
+use sipd_store::{Binding, BindingChange, Endpoint, Store, StoreError};
+use std::collections::BTreeMap;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+/// (endpoint_pk, contact) → cseq of every live binding.
+async fn live(store: &Store) -> BTreeMap<(i64, String), i64> {
+    store
+        .live_bindings(now_ms())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| ((b.endpoint_pk, b.contact_uri), b.cseq))
+        .collect()
+}
+
+fn with_cseq(mut binding: Binding, cseq: i64) -> Binding {
+    binding.cseq = cseq;
+    binding
+}
+
+fn key(endpoint: &Endpoint, contact: &str) -> (i64, String) {
+    (endpoint.id, contact.to_owned())
+}
+
+#[tokio::test]
+async fn batch_applies_upserts_updates_and_deletes_in_order() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let alice = endpoint(&store, &account, "alice").await;
+    let bob = endpoint(&store, &account, "bob").await;
+    let now = now_ms();
+    let fresh = |ep: &Endpoint, contact: &str| binding(ep, contact, now + 60_000, now);
+
+    store
+        .apply_binding_changes(&[
+            BindingChange::Upsert(fresh(&alice, "sip:a1@192.0.2.1")),
+            BindingChange::Upsert(fresh(&alice, "sip:a2@192.0.2.1")),
+            BindingChange::Upsert(fresh(&bob, "sip:b1@192.0.2.2")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(live(&store).await.len(), 3);
+
+    store
+        .apply_binding_changes(&[
+            // Update in place.
+            BindingChange::Upsert(with_cseq(fresh(&alice, "sip:a1@192.0.2.1"), 8)),
+            BindingChange::Delete {
+                endpoint_pk: alice.id,
+                contact_uri: "sip:a2@192.0.2.1".to_owned(),
+            },
+            // Contact: * clears bob, then a new contact arrives in the same batch.
+            BindingChange::Upsert(fresh(&bob, "sip:b2@192.0.2.2")),
+            BindingChange::DeleteAllForEndpoint {
+                endpoint_pk: bob.id,
+            },
+            BindingChange::Upsert(fresh(&bob, "sip:b3@192.0.2.2")),
+            // Last word per contact wins.
+            BindingChange::Upsert(with_cseq(fresh(&alice, "sip:a3@192.0.2.1"), 1)),
+            BindingChange::Upsert(with_cseq(fresh(&alice, "sip:a3@192.0.2.1"), 2)),
+            BindingChange::Upsert(fresh(&alice, "sip:a4@192.0.2.1")),
+            BindingChange::Delete {
+                endpoint_pk: alice.id,
+                contact_uri: "sip:a4@192.0.2.1".to_owned(),
+            },
+            BindingChange::Delete {
+                endpoint_pk: alice.id,
+                contact_uri: "sip:a5@192.0.2.1".to_owned(),
+            },
+            BindingChange::Upsert(fresh(&alice, "sip:a5@192.0.2.1")),
+        ])
+        .await
+        .unwrap();
+    let expected: BTreeMap<_, _> = [
+        (key(&alice, "sip:a1@192.0.2.1"), 8),
+        (key(&alice, "sip:a3@192.0.2.1"), 2),
+        (key(&alice, "sip:a5@192.0.2.1"), 7),
+        (key(&bob, "sip:b3@192.0.2.2"), 7),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(live(&store).await, expected);
+
+    let alices = store
+        .bindings_of_endpoint(alice.id, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(alices.len(), 3);
+    assert!(alices.iter().all(|b| b.endpoint_pk == alice.id));
+    assert!(store
+        .bindings_of_endpoint(alice.id, now + 120_000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    store
+        .apply_binding_changes(&[BindingChange::DeleteAllForEndpoint {
+            endpoint_pk: alice.id,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(live(&store).await.len(), 1);
+    store.apply_binding_changes(&[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn large_batches_are_chunked_and_a_bad_endpoint_changes_nothing() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let now = now_ms();
+    // 1,500 rows: chunks of 512, 512, 256, 128, 64, 16, 8 and 4.
+    let upserts: Vec<BindingChange> = (0..1_500)
+        .map(|n| {
+            BindingChange::Upsert(binding(
+                &phone,
+                &format!("sip:{n}@192.0.2.1"),
+                now + 60_000,
+                now,
+            ))
+        })
+        .collect();
+    store.apply_binding_changes(&upserts).await.unwrap();
+    assert_eq!(live(&store).await.len(), 1_500);
+    let deletes: Vec<BindingChange> = (0..1_100)
+        .map(|n| BindingChange::Delete {
+            endpoint_pk: phone.id,
+            contact_uri: format!("sip:{n}@192.0.2.1"),
+        })
+        .collect();
+    store.apply_binding_changes(&deletes).await.unwrap();
+    assert_eq!(live(&store).await.len(), 400);
+
+    let mut ghost = binding(&phone, "sip:ghost@192.0.2.9", now + 60_000, now);
+    ghost.endpoint_pk = phone.id + 1_000_000;
+    let failed = store
+        .apply_binding_changes(&[
+            BindingChange::DeleteAllForEndpoint {
+                endpoint_pk: phone.id,
+            },
+            BindingChange::Upsert(ghost),
+        ])
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::InvalidReference("endpoint"))),
+        "{failed:?}"
+    );
+    assert_eq!(
+        live(&store).await.len(),
+        400,
+        "one transaction: nothing applied"
+    );
+}
+
+#[tokio::test]
+async fn purge_deletes_expired_bindings_only() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let now = now_ms();
+    // More than one purge statement's worth of expired rows.
+    let mut changes: Vec<BindingChange> = (0..12_000)
+        .map(|n| {
+            BindingChange::Upsert(binding(
+                &phone,
+                &format!("sip:old{n}@192.0.2.1"),
+                now - 1 - n,
+                now - 120_000,
+            ))
+        })
+        .collect();
+    changes.push(BindingChange::Upsert(binding(
+        &phone,
+        "sip:exactly-now@192.0.2.1",
+        now,
+        now,
+    )));
+    changes.push(BindingChange::Upsert(binding(
+        &phone,
+        "sip:live@192.0.2.1",
+        now + 60_000,
+        now,
+    )));
+    store.apply_binding_changes(&changes).await.unwrap();
+
+    assert_eq!(store.purge_expired_bindings(now).await.unwrap(), 12_001);
+    assert_eq!(store.purge_expired_bindings(now).await.unwrap(), 0);
+    let left = store.bindings_of_endpoint(phone.id, now).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].contact_uri, "sip:live@192.0.2.1");
+}
+
+#[tokio::test]
+async fn group_commit_acks_only_committed_changes_under_concurrency() {
+    const TASKS: usize = 100;
+    const COMMITS_PER_TASK: usize = 10;
+    let store = fresh_store().await;
+    // Another "node" on the same database: what it reads is what was committed.
+    let observer = Store::connect(store.options()).await.unwrap();
+    let (account, _) = main_account(&store, "Acme").await;
+    let mut endpoints = Vec::new();
+    for n in 0..10 {
+        endpoints.push(endpoint(&store, &account, &format!("user{n}")).await);
+    }
+    let writer = store.binding_writer();
+    let mut tasks = JoinSet::new();
+    for task in 0..TASKS {
+        let writer = writer.clone();
+        let observer = observer.clone();
+        let phone = endpoints[task % endpoints.len()].clone();
+        tasks.spawn(async move {
+            for n in 0..COMMITS_PER_TASK {
+                let now = now_ms();
+                let contact = format!("sip:t{task}n{n}@192.0.2.1");
+                let change = BindingChange::Upsert(binding(&phone, &contact, now + 60_000, now));
+                writer.commit(vec![change]).await.unwrap();
+                let visible = observer.bindings_of_endpoint(phone.id, now).await.unwrap();
+                assert!(
+                    visible.iter().any(|b| b.contact_uri == contact),
+                    "acknowledged before it was committed: {contact}"
+                );
+            }
+        });
+    }
+    while let Some(joined) = timeout(WAIT * 3, tasks.join_next()).await.unwrap() {
+        joined.unwrap();
+    }
+    assert_eq!(live(&observer).await.len(), TASKS * COMMITS_PER_TASK);
+}
+
+// The default current-thread runtime: `join!` submits every request before the writer task
+// runs, so they share one batch.
+#[tokio::test]
+async fn a_bad_change_fails_only_its_own_request() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let now = now_ms();
+    let upsert = |contact: &str, cseq: i64| {
+        BindingChange::Upsert(with_cseq(binding(&phone, contact, now + 60_000, now), cseq))
+    };
+    let mut ghost = binding(&phone, "sip:ghost@192.0.2.9", now + 60_000, now);
+    ghost.endpoint_pk = phone.id + 1_000_000;
+    let writer = store.binding_writer();
+
+    let (first, bad, second, same_contact_again, deleted_in_same_request) = timeout(WAIT, async {
+        tokio::join!(
+            writer.commit(vec![upsert("sip:1@192.0.2.1", 1)]),
+            writer.commit(vec![
+                upsert("sip:bad-batch@192.0.2.1", 1),
+                BindingChange::Upsert(ghost)
+            ]),
+            writer.commit(vec![
+                upsert("sip:1@192.0.2.1", 2),
+                upsert("sip:2@192.0.2.1", 1)
+            ]),
+            writer.commit(vec![upsert("sip:1@192.0.2.1", 3)]),
+            writer.commit(vec![
+                upsert("sip:3@192.0.2.1", 1),
+                BindingChange::Delete {
+                    endpoint_pk: phone.id,
+                    contact_uri: "sip:3@192.0.2.1".to_owned(),
+                },
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    first.unwrap();
+    assert!(
+        matches!(bad, Err(StoreError::InvalidReference("endpoint"))),
+        "{bad:?}"
+    );
+    second.unwrap();
+    same_contact_again.unwrap();
+    deleted_in_same_request.unwrap();
+    let expected: BTreeMap<_, _> = [
+        (key(&phone, "sip:1@192.0.2.1"), 3),
+        (key(&phone, "sip:2@192.0.2.1"), 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        live(&store).await,
+        expected,
+        "the bad request changed nothing, the others in order"
+    );
+
+    // The writer keeps working after a failure, and an empty request needs no transaction.
+    writer.commit(vec![]).await.unwrap();
+    writer
+        .commit(vec![BindingChange::DeleteAllForEndpoint {
+            endpoint_pk: phone.id,
+        }])
+        .await
+        .unwrap();
+    assert!(live(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn writer_reports_an_unreachable_database() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let writer = store.binding_writer();
+    store.close().await;
+    let now = now_ms();
+    let change = BindingChange::Upsert(binding(&phone, "sip:1@192.0.2.1", now + 60_000, now));
+    let failed = timeout(WAIT, writer.commit(vec![change])).await.unwrap();
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+}
