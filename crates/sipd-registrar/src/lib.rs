@@ -1,0 +1,79 @@
+//! The sipd registrar core, sans-IO: Digest authentication (RFC 7616, RFC 3261 §22) and
+//! registration binding rules (RFC 3261 §10.3, RFC 5626 outbound, RFC 5627 instance ids,
+//! RFC 3327 Path). It takes a parsed REGISTER, the facts the shell fetched, and `now` (Unix
+//! milliseconds), and returns decisions: no sockets, database, clock or randomness inside.
+//!
+//! # Driving one REGISTER
+//!
+//! The shell owns one [`Registrar`] (its state: nonce sequence and replay tracker; share it
+//! behind a mutex, each call is short and never awaits). For a REGISTER that the transaction
+//! layer handed over (a new server transaction):
+//!
+//! 1. [`Registrar::start`]`(&request, now_ms)`:
+//!    * [`Start::Respond`]`(response)` → send it through the transaction; done.
+//!    * [`Start::NeedCredentials`]`(pending)` → fetch the credentials of
+//!      [`PendingAuth::username`] (cache, then store); `None` if there is no such user.
+//! 2. [`Registrar::authenticate`]`(pending, credentials.as_ref(), now_ms)`:
+//!    * `Err(response)` → send it; done.
+//!    * `Ok(authorized)` → load the AOR's bindings for [`Authorized::endpoint_pk`].
+//! 3. [`Registrar::register`]`(&request, &authorized, &bindings, &source, now_ms)` with
+//!    [`Source`] describing the flow the REGISTER arrived on:
+//!    * `Err(response)` → send it; commit nothing; done.
+//!    * `Ok(registration)` → in ONE transaction delete [`Registration::removals`] and upsert
+//!      [`Registration::upserts`]; if that succeeds, install [`Registration::bindings`] in the
+//!      location service and send [`Registration::response`] (the 200); if it fails, send
+//!      [`Registrar::commit_failed`] (500) and leave the location service alone.
+//!
+//! Between steps 2 and 3 the shell awaits I/O: it must serialize REGISTERs of one AOR (e.g. a
+//! per-endpoint lock held from loading the bindings to the commit), or two of them could each
+//! decide against the same old binding set.
+//!
+//! Expired bindings: [`expired_bindings`] and [`next_expiry_ms`] drive the shell's expiry timer.
+//!
+//! # Decisions
+//!
+//! * Challenges offer SHA-256 then MD5, both `qop="auth"`, realm = the SIP domain, no `opaque`
+//!   (stateless nonces need none). Only `qop=auth` answers are accepted: RFC 2069 answers (no
+//!   qop) have no nonce-count and so no replay protection, and the challenge never offers them.
+//! * Nonce-count replays and lower counts get `401` with `stale=true`: the answer was right,
+//!   only its freshness was not, and a legitimate client (e.g. one whose REGISTERs crossed)
+//!   retries with the new nonce without asking its user for a password.
+//! * The digest `uri` must be present but need not equal the Request-URI: NAT helpers rewrite
+//!   Request-URIs, and the method, nonce and nonce-count already bind the answer to a fresh
+//!   REGISTER.
+//! * The `nc` text is hashed as 8 lowercase hex digits (its RFC 7616 form); see
+//!   `/work/notes/registrar-needs-from-sip-message.md`.
+//! * The To AOR must be `sip:`/`sips:` with our domain as host (case-insensitive, any port) and
+//!   the authenticated user name as user part (exact, after unescaping). Another domain gets
+//!   `403 Domain Not Served` before authentication; another user's AOR `403` after it. The
+//!   Request-URI is not checked (devices often address the registrar by IP).
+//! * Out-of-order CSeq for the same Call-ID fails the whole REGISTER with 500, as RFC 3261
+//!   §10.3 step 7 and its last paragraph require.
+//! * More than `max_contacts_per_aor` bindings: if the REGISTER itself brings more, `403 Too
+//!   Many Contacts`; otherwise the least recently refreshed stored bindings are dropped.
+//! * Outbound (RFC 5626 §6) applies when the client sends `Supported: outbound` and this is its
+//!   first hop (one Via) or the first Path URI carries `ob`; then a Contact with
+//!   `+sip.instance` and `reg-id` binds to the flow, keyed by (instance, reg-id), and the 200
+//!   carries `Require: outbound`. A reg-id without `Supported: outbound` or without an
+//!   instance is ignored; with `Supported: outbound` behind a first hop without outbound
+//!   support, the answer is `439`.
+//! * Path values are stored whenever present and echoed in the 200 only when the client
+//!   sent `Supported: path` (RFC 3327 §5.3).
+//! * The store keys bindings by (endpoint, contact URI), so two flows of one device with the
+//!   same Contact URI (RFC 5626 allows it) collapse into the newest one.
+
+mod bindings;
+mod config;
+mod digest;
+mod expiry;
+mod nonce;
+mod registrar;
+mod replay;
+mod response;
+
+pub use bindings::{Source, Transport};
+pub use config::{ConfigError, RegistrarConfig};
+pub use expiry::{expired_bindings, next_expiry_ms};
+pub use registrar::{Authorized, PendingAuth, Registrar, Registration, Start};
+pub use response::Response;
+pub use sipd_store::{Binding, Credentials};
