@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use sip_message::{Contact, ContactAddr, HeaderName, Message, Uri};
-use sipd_store::Binding;
+use sipd_store::{Binding, BindingChange};
 
 use crate::config::RegistrarConfig;
 
@@ -76,10 +76,8 @@ pub(crate) const TOO_BRIEF: Refusal = Refusal {
 pub(crate) struct Outcome {
     /// Live bindings once committed, stored ones first.
     pub(crate) bindings: Vec<Binding>,
-    /// `written[i]`: `bindings[i]` is new or changed and must be upserted.
-    pub(crate) written: Vec<bool>,
-    /// Contact URIs of stored bindings (expired ones included) to delete.
-    pub(crate) removed: Vec<String>,
+    /// What to commit: deletions first, then upserts.
+    pub(crate) changes: Vec<BindingChange>,
     /// Outbound processing (RFC 5626 §6) was applied: the 200 carries `Require: outbound`.
     pub(crate) outbound: bool,
     /// Path values to echo in the 200 (the client supports Path).
@@ -131,10 +129,13 @@ pub(crate) fn apply(
     let (supports_path, supports_outbound) = supported_extensions(request)?;
     let path = joined_path(request);
 
-    let stored = current.iter().filter(|b| b.endpoint_pk == endpoint_pk);
-    let mut slots: Vec<Slot> = stored
+    // Expired bindings are left to the store's purge, which keeps one refreshed meanwhile by
+    // another node; deleting them by contact URI here could delete that refresh.
+    let live = current
+        .iter()
+        .filter(|b| b.endpoint_pk == endpoint_pk && b.expires_at_ms > now_ms);
+    let mut slots: Vec<Slot> = live
         .clone()
-        .filter(|b| b.expires_at_ms > now_ms)
         .map(|binding| Slot {
             binding: binding.clone(),
             written: false,
@@ -142,6 +143,7 @@ pub(crate) fn apply(
         .collect();
 
     let mut outbound = false;
+    let mut changes = Vec::new();
     if contacts.iter().any(|c| matches!(c, Contact::Star)) {
         // §10.3 step 6: `*` only alone and only with Expires: 0.
         if contacts.len() != 1 || header_expires != Some(0) {
@@ -151,6 +153,8 @@ pub(crate) fn apply(
             check_order(slot, call_id, cseq)?;
         }
         slots.clear();
+        // Also bindings this node's view missed.
+        changes.push(BindingChange::DeleteAllForEndpoint { endpoint_pk });
     } else if !contacts.is_empty() {
         let outbound_applies = outbound_applies(request, &contacts, supports_outbound)?;
         let requested = requested_contacts(config, &contacts, header_expires, outbound_applies)?;
@@ -171,17 +175,18 @@ pub(crate) fn apply(
             update(&mut slots, wanted, &new_binding)?;
         }
         limit_contacts(&mut slots, config.max_contacts_per_aor)?;
+        let gone = live.filter(|b| !slots.iter().any(|s| s.binding.contact_uri == b.contact_uri));
+        changes.extend(gone.map(|b| BindingChange::Delete {
+            endpoint_pk,
+            contact_uri: b.contact_uri.clone(),
+        }));
+        let written = slots.iter().filter(|s| s.written);
+        changes.extend(written.map(|s| BindingChange::Upsert(s.binding.clone())));
     }
 
-    let removed = stored
-        .filter(|b| !slots.iter().any(|s| s.binding.contact_uri == b.contact_uri))
-        .map(|b| b.contact_uri.clone())
-        .collect();
-    let written = slots.iter().map(|s| s.written).collect();
     Ok(Outcome {
         bindings: slots.into_iter().map(|s| s.binding).collect(),
-        written,
-        removed,
+        changes,
         outbound,
         echo_path: path.filter(|_| supports_path),
     })

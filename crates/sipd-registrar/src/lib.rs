@@ -19,10 +19,11 @@
 //! 3. [`Registrar::register`]`(&request, &authorized, &bindings, &source, now_ms)` with
 //!    [`Source`] describing the flow the REGISTER arrived on:
 //!    * `Err(response)` → send it; commit nothing; done.
-//!    * `Ok(registration)` → in ONE transaction delete [`Registration::removals`] and upsert
-//!      [`Registration::upserts`]; if that succeeds, install [`Registration::bindings`] in the
-//!      location service and send [`Registration::response`] (the 200); if it fails, send
-//!      [`Registrar::commit_failed`] (500) and leave the location service alone.
+//!    * `Ok(registration)` → commit [`Registration::changes`] (in order, in one transaction:
+//!      `sipd_store::BindingWriter::commit`); if that succeeds, install
+//!      [`Registration::bindings`] as the AOR's location-service entry and send
+//!      [`Registration::response`] (the 200); if it fails, send [`Registrar::commit_failed`]
+//!      (500) and leave the location service alone.
 //!
 //! Between steps 2 and 3 the shell awaits I/O: it must serialize REGISTERs of one AOR (e.g. a
 //! per-endpoint lock held from loading the bindings to the commit), or two of them could each
@@ -49,6 +50,9 @@
 //!   Request-URI is not checked (devices often address the registrar by IP).
 //! * Out-of-order CSeq for the same Call-ID fails the whole REGISTER with 500, as RFC 3261
 //!   §10.3 step 7 and its last paragraph require.
+//! * Expired bindings handed to [`Registrar::register`] are ignored, not deleted: the store's
+//!   purge removes them without racing a refresh by another node. `Contact: *` becomes
+//!   `DeleteAllForEndpoint`, so it also clears bindings this node's view missed.
 //! * More than `max_contacts_per_aor` bindings: if the REGISTER itself brings more, `403 Too
 //!   Many Contacts`; otherwise the least recently refreshed stored bindings are dropped.
 //! * Outbound (RFC 5626 §6) applies when the client sends `Supported: outbound` and this is its
@@ -76,4 +80,4 @@ pub use config::{ConfigError, RegistrarConfig};
 pub use expiry::{expired_bindings, next_expiry_ms};
 pub use registrar::{Authorized, PendingAuth, Registrar, Registration, Start};
 pub use response::Response;
-pub use sipd_store::{Binding, Credentials};
+pub use sipd_store::{Binding, BindingChange, Credentials};

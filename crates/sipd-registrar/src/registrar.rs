@@ -9,7 +9,7 @@ use md5::Md5;
 use sha2::Sha256;
 use sip_message::auth::{self, DigestAlgorithm, DigestChallenge, Qop, Username};
 use sip_message::{HeaderName, Message, Method};
-use sipd_store::{Binding, Credentials};
+use sipd_store::{Binding, BindingChange, Credentials};
 
 use crate::bindings::{self, Outcome, Refusal, Source, TOO_BRIEF};
 use crate::config::{ConfigError, RegistrarConfig};
@@ -79,55 +79,19 @@ impl Authorized {
     }
 }
 
-/// The binding changes of an accepted REGISTER and the response to send once they are
+/// An accepted REGISTER: the binding changes to commit and the response to send once they are
 /// committed.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    endpoint_pk: i64,
-    bindings: Vec<Binding>,
-    written: Vec<bool>,
-    removed: Vec<String>,
-    response: Response,
-}
-
-impl Registration {
     /// The endpoint whose bindings change.
-    pub fn endpoint_pk(&self) -> i64 {
-        self.endpoint_pk
-    }
-
-    /// Bindings to insert or replace (keyed by endpoint and contact URI).
-    pub fn upserts(&self) -> impl Iterator<Item = &Binding> {
-        self.bindings
-            .iter()
-            .zip(&self.written)
-            .filter_map(|(binding, &written)| written.then_some(binding))
-    }
-
-    /// Contact URIs of this endpoint's bindings to delete. Never one of [`upserts`](Self::upserts).
-    pub fn removals(&self) -> impl Iterator<Item = &str> {
-        self.removed.iter().map(String::as_str)
-    }
-
-    /// True when there is nothing to commit (a fetch, or a refresh of nothing).
-    pub fn is_unchanged(&self) -> bool {
-        self.removed.is_empty() && !self.written.contains(&true)
-    }
-
-    /// All live bindings of the AOR once committed: the new location-service entry.
-    pub fn bindings(&self) -> &[Binding] {
-        &self.bindings
-    }
-
+    pub endpoint_pk: i64,
+    /// What to commit, in order and in one transaction (e.g. `BindingWriter::commit`):
+    /// deletions first, then upserts. Empty for a fetch.
+    pub changes: Vec<BindingChange>,
+    /// All live bindings of the AOR once committed: the location service's new entry.
+    pub bindings: Vec<Binding>,
     /// The 200 OK to send after the commit succeeded.
-    pub fn response(&self) -> &Response {
-        &self.response
-    }
-
-    /// The live bindings, for the location service, once the response is sent.
-    pub fn into_bindings(self) -> Vec<Binding> {
-        self.bindings
-    }
+    pub response: Response,
 }
 
 impl Registrar {
@@ -337,9 +301,8 @@ impl Registrar {
         let response = self.ok(request, &outcome, now_ms);
         Ok(Registration {
             endpoint_pk: authorized.endpoint_pk,
+            changes: outcome.changes,
             bindings: outcome.bindings,
-            written: outcome.written,
-            removed: outcome.removed,
             response,
         })
     }

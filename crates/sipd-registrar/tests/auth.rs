@@ -47,8 +47,8 @@ fn nonces_are_fresh_per_challenge() {
 fn sha256_answer_registers() {
     let mut fx = Fixture::new();
     let registration = fx.register(&mut alice());
-    assert_eq!(registration.response().status, 200);
-    assert_eq!(registration.endpoint_pk(), 1);
+    assert_eq!(registration.response.status, 200);
+    assert_eq!(registration.endpoint_pk, 1);
     assert_eq!(fx.lookups, ["alice"]);
 }
 
@@ -56,7 +56,7 @@ fn sha256_answer_registers() {
 fn md5_answer_registers() {
     let mut fx = Fixture::new();
     fx.algorithm = "MD5";
-    assert_eq!(fx.register(&mut alice()).response().status, 200);
+    assert_eq!(fx.register(&mut alice()).response.status, 200);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn lower_nonce_count_is_challenged() {
     assert_eq!(fx.refused(&mut req).status, 401);
     // Higher than ever seen works again.
     fx.nc = 20;
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn expired_nonce_with_right_answer_is_stale() {
     assert!(offers.iter().all(|o| o.stale));
     // The client retries with the new nonce and succeeds.
     fx.take_nonce(&response);
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn nonce_within_lifetime_is_accepted() {
     let mut req = alice();
     fx.fetch_nonce(&req);
     fx.advance_secs(299);
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn nonce_of_another_node_with_the_same_secret_is_accepted() {
     let mut req = alice();
     node_a.fetch_nonce(&req);
     node_b.nonce = node_a.nonce.clone();
-    assert_eq!(node_b.register(&mut req).response().status, 200);
+    assert_eq!(node_b.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn credentials_changed_after_the_nonce_was_issued_is_stale() {
     assert_eq!(response.status, 401);
     assert!(challenges(&response)[0].stale);
     fx.take_nonce(&response);
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -271,12 +271,12 @@ fn registering_another_users_aor_is_forbidden() {
 fn aor_host_is_case_insensitive_user_is_exact() {
     let mut fx = Fixture::new();
     let mut req = alice().to("<sip:alice@EXAMPLE.Com>");
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
     let mut req = alice().to(&format!("<sip:Alice@{DOMAIN}>"));
     assert_eq!(fx.refused(&mut req).status, 403);
     // Escaped user parts compare unescaped.
     let mut req = alice().to(&format!("<sip:%61lice@{DOMAIN}>"));
-    assert_eq!(fx.register(&mut req).response().status, 200);
+    assert_eq!(fx.register(&mut req).response.status, 200);
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn credentials_for_other_realms_are_ignored() {
     // Theirs alone: challenged. Theirs then ours: ours is used.
     assert_eq!(fx.send(&req, Some(&theirs)).unwrap_err().status, 401);
     let req = req.header(&format!("Authorization: {theirs}"));
-    assert_eq!(fx.send(&req, Some(&ours)).unwrap().response().status, 200);
+    assert_eq!(fx.send(&req, Some(&ours)).unwrap().response.status, 200);
 }
 
 #[test]
@@ -404,7 +404,7 @@ fn extended_usernames_are_decoded() {
     let mut req = req;
     req.cseq += 1;
     let registration = fx.send(&req, Some(&value)).unwrap();
-    assert_eq!(registration.endpoint_pk(), 3);
+    assert_eq!(registration.endpoint_pk, 3);
 }
 
 #[test]

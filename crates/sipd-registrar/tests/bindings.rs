@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use sipd_registrar::{expired_bindings, next_expiry_ms};
+use sipd_registrar::{expired_bindings, next_expiry_ms, BindingChange};
 
 const PHONE: &str = "<sip:alice@192.168.1.10:5060;transport=tcp>";
 const LAPTOP: &str = "<sip:alice@10.0.0.5:5062>";
@@ -40,9 +40,9 @@ fn register_stores_the_binding_with_nat_facts() {
     assert_eq!(binding.node_id, "node-1");
     assert_eq!(binding.updated_at_ms, T0);
     assert_eq!(binding.q, None);
-    assert_eq!(registration.bindings(), &fx.store[..]);
+    assert_eq!(registration.bindings, &fx.store[..]);
 
-    let response = registration.response();
+    let response = &registration.response;
     assert_eq!(response.status, 200);
     assert_eq!(
         contacts(response),
@@ -76,7 +76,7 @@ fn ok_lists_every_binding_with_its_remaining_time() {
         .contact(LAPTOP)
         .header("Expires: 600");
     let registration = fx.register(&mut laptop);
-    let mut listed = contacts(registration.response());
+    let mut listed = contacts(&registration.response);
     listed.sort();
     assert_eq!(
         listed,
@@ -94,10 +94,10 @@ fn fetch_without_contact_lists_bindings_and_changes_nothing() {
     let before = fx.store.clone();
     fx.advance_secs(100);
     let registration = fx.register(&mut alice());
-    assert!(registration.is_unchanged());
+    assert!(registration.changes.is_empty());
     assert_eq!(fx.store, before);
     assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         ["<sip:alice@192.168.1.10:5060;transport=tcp>;expires=3500"]
     );
 }
@@ -106,8 +106,8 @@ fn fetch_without_contact_lists_bindings_and_changes_nothing() {
 fn fetch_of_nothing_lists_nothing() {
     let mut fx = Fixture::new();
     let registration = fx.register(&mut alice());
-    assert_eq!(registration.response().status, 200);
-    assert!(contacts(registration.response()).is_empty());
+    assert_eq!(registration.response.status, 200);
+    assert!(contacts(&registration.response).is_empty());
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn expires_above_maximum_is_shortened() {
     let mut fx = Fixture::new();
     let registration = fx.register(&mut alice().contact(PHONE).header("Expires: 4294967295"));
     assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         [format!("{PHONE};expires=7200")]
     );
     assert_eq!(fx.store[0].expires_at_ms, fx.now + 7_200_000);
@@ -151,7 +151,7 @@ fn contact_expires_parameter_wins_over_the_header() {
             .contact(&format!("{PHONE};expires=300"))
             .contact(LAPTOP),
     );
-    let mut listed = contacts(registration.response());
+    let mut listed = contacts(&registration.response);
     listed.sort();
     assert_eq!(
         listed,
@@ -178,12 +178,12 @@ fn expires_zero_removes_that_binding_only() {
     let mut req = alice().contact(&format!("{PHONE};expires=0"));
     let registration = fx.register(&mut req);
     assert_eq!(
-        registration.removals().collect::<Vec<_>>(),
+        removed(&registration),
         ["sip:alice@192.168.1.10:5060;transport=tcp"]
     );
     assert_eq!(uris(&fx), ["sip:alice@10.0.0.5:5062"]);
     assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         [format!("{LAPTOP};expires=3600")]
     );
 }
@@ -208,9 +208,12 @@ fn star_with_expires_zero_removes_all() {
     );
     assert_eq!(fx.store.len(), 3);
     let registration = fx.register(&mut alice().contact("*").header("Expires: 0"));
-    assert_eq!(registration.removals().count(), 3);
+    assert_eq!(
+        registration.changes,
+        [BindingChange::DeleteAllForEndpoint { endpoint_pk: 1 }]
+    );
     assert!(fx.store.is_empty());
-    assert!(contacts(registration.response()).is_empty());
+    assert!(contacts(&registration.response).is_empty());
 }
 
 #[test]
@@ -310,7 +313,7 @@ fn q_values_are_kept_and_listed() {
     );
     let q: Vec<_> = fx.store.iter().map(|b| b.q).collect();
     assert_eq!(q, [Some(500), Some(1000)]);
-    let mut listed = contacts(registration.response());
+    let mut listed = contacts(&registration.response);
     listed.sort();
     assert_eq!(
         listed,
@@ -345,10 +348,7 @@ fn contact_limit_drops_the_least_recently_refreshed() {
             .call_id("c5004")
             .contact("<sip:alice@10.0.0.1:5004>"),
     );
-    assert_eq!(
-        registration.removals().collect::<Vec<_>>(),
-        ["sip:alice@10.0.0.1:5002"]
-    );
+    assert_eq!(removed(&registration), ["sip:alice@10.0.0.1:5002"]);
     let mut ports: Vec<_> = uris(&fx);
     ports.sort();
     assert_eq!(
@@ -359,7 +359,7 @@ fn contact_limit_drops_the_least_recently_refreshed() {
             "sip:alice@10.0.0.1:5004"
         ]
     );
-    assert_eq!(contacts(registration.response()).len(), 3);
+    assert_eq!(contacts(&registration.response).len(), 3);
 }
 
 #[test]
@@ -378,20 +378,17 @@ fn a_request_with_more_contacts_than_allowed_is_forbidden() {
 }
 
 #[test]
-fn expired_bindings_are_not_listed_and_are_cleaned_up() {
+fn expired_bindings_are_not_listed_and_left_to_the_purge() {
     let mut fx = Fixture::new();
     fx.register(&mut alice().contact(PHONE).header("Expires: 60"));
     fx.advance_secs(61);
     let registration = fx.register(&mut alice().call_id("new").contact(LAPTOP));
+    assert!(removed(&registration).is_empty());
     assert_eq!(
-        registration.removals().collect::<Vec<_>>(),
-        ["sip:alice@192.168.1.10:5060;transport=tcp"]
-    );
-    assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         [format!("{LAPTOP};expires=3600")]
     );
-    assert_eq!(uris(&fx), ["sip:alice@10.0.0.5:5062"]);
+    assert_eq!(registration.bindings.len(), 1);
 }
 
 #[test]
@@ -403,14 +400,14 @@ fn outbound_flow_is_replaced_by_a_registration_on_a_new_flow() {
         .header("Supported: outbound, path")
         .contact(&flow_contact);
     let first = fx.register(&mut req);
-    assert_eq!(header_values(first.response(), "Require"), ["outbound"]);
+    assert_eq!(header_values(&first.response, "Require"), ["outbound"]);
     assert_eq!(fx.store[0].reg_id, Some(1));
     assert_eq!(
         fx.store[0].instance_id.as_deref(),
         Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>")
     );
     assert_eq!(
-        contacts(first.response()),
+        contacts(&first.response),
         [format!("<sip:alice@192.168.1.10:5060;transport=tcp;ob>;expires=3600;+sip.instance={INSTANCE};reg-id=1")]
     );
 
@@ -429,7 +426,7 @@ fn outbound_flow_is_replaced_by_a_registration_on_a_new_flow() {
         "sip:alice@192.168.1.10:5099;transport=tcp;ob"
     );
     assert_eq!(
-        second.removals().collect::<Vec<_>>(),
+        removed(&second),
         ["sip:alice@192.168.1.10:5060;transport=tcp;ob"]
     );
 
@@ -455,7 +452,7 @@ fn same_flow_key_refresh_on_the_same_flow_keeps_one_binding() {
     fx.register(&mut req);
     fx.advance_secs(100);
     let registration = fx.register(&mut req);
-    assert!(registration.removals().next().is_none());
+    assert!(removed(&registration).is_empty());
     assert_eq!(fx.store.len(), 1);
     assert_eq!(fx.store[0].updated_at_ms, fx.now);
 }
@@ -466,9 +463,9 @@ fn reg_id_without_supported_outbound_is_a_plain_instance_binding() {
     let contact = format!("{PHONE};+sip.instance={INSTANCE};reg-id=1");
     let registration = fx.register(&mut alice().contact(&contact));
     assert_eq!(fx.store[0].reg_id, None);
-    assert!(header_values(registration.response(), "Require").is_empty());
+    assert!(header_values(&registration.response, "Require").is_empty());
     assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         [format!("{PHONE};expires=3600;+sip.instance={INSTANCE}")]
     );
 }
@@ -501,7 +498,7 @@ fn outbound_behind_a_first_hop_without_outbound_is_refused_with_439() {
     let registration = fx.register(&mut req);
     assert_eq!(fx.store[0].reg_id, Some(1));
     assert_eq!(
-        header_values(registration.response(), "Require"),
+        header_values(&registration.response, "Require"),
         ["outbound"]
     );
 }
@@ -529,8 +526,8 @@ fn path_is_stored_and_echoed_in_order_when_supported() {
     let registration = fx.register(&mut req);
     let path = "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>, <sip:p3.example.com;lr>";
     assert_eq!(fx.store[0].path.as_deref(), Some(path));
-    assert_eq!(header_values(registration.response(), "Path"), [path]);
-    assert!(header_values(registration.response(), "Supported")[0].contains("path"));
+    assert_eq!(header_values(&registration.response, "Path"), [path]);
+    assert!(header_values(&registration.response, "Supported")[0].contains("path"));
 }
 
 #[test]
@@ -541,7 +538,7 @@ fn path_is_stored_but_not_echoed_without_supported_path() {
         .contact(PHONE);
     let registration = fx.register(&mut req);
     assert_eq!(fx.store[0].path.as_deref(), Some("<sip:p1.example.com;lr>"));
-    assert!(header_values(registration.response(), "Path").is_empty());
+    assert!(header_values(&registration.response, "Path").is_empty());
 }
 
 #[test]
@@ -633,7 +630,7 @@ fn different_users_have_separate_bindings() {
     fx.register(&mut alice().contact(PHONE));
     let registration = fx.register(&mut Req::new("bob").contact("<sip:bob@10.0.0.7>"));
     assert_eq!(
-        contacts(registration.response()),
+        contacts(&registration.response),
         ["<sip:bob@10.0.0.7>;expires=3600"]
     );
     assert_eq!(fx.store.len(), 2);

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sip_message::Message;
-use sipd_registrar::{Binding, Registrar, Response, Start};
+use sipd_registrar::{Binding, BindingChange, Registrar, Response, Start};
 
 const FRAGMENTS: &[&str] = &[
     "\r\n",
@@ -149,10 +149,30 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
         now,
     ) {
         Ok(registration) => {
-            check(registration.response());
-            assert!(registration.bindings().len() <= config().max_contacts_per_aor);
-            for uri in registration.removals() {
-                assert!(registration.upserts().all(|b| b.contact_uri != uri));
+            check(&registration.response);
+            assert!(registration.bindings.len() <= config().max_contacts_per_aor);
+            // Deletions come first, and never delete what is upserted.
+            let first_upsert = registration
+                .changes
+                .iter()
+                .position(|c| matches!(c, BindingChange::Upsert(_)))
+                .unwrap_or(registration.changes.len());
+            for (index, change) in registration.changes.iter().enumerate() {
+                match change {
+                    BindingChange::Upsert(binding) => {
+                        assert!(registration.bindings.contains(binding));
+                    }
+                    BindingChange::Delete { contact_uri, .. } => {
+                        assert!(index < first_upsert);
+                        assert!(registration
+                            .bindings
+                            .iter()
+                            .all(|b| b.contact_uri != *contact_uri));
+                    }
+                    BindingChange::DeleteAllForEndpoint { .. } => {
+                        assert!(index < first_upsert);
+                    }
+                }
             }
         }
         Err(response) => check(&response),
@@ -207,6 +227,6 @@ fn unmutated_templates_register() {
                 T0,
             )
             .unwrap_or_else(|r| panic!("variant {variant}: {}", String::from_utf8_lossy(&r.bytes)));
-        assert_eq!(registration.response().status, 200);
+        assert_eq!(registration.response.status, 200);
     }
 }

@@ -12,8 +12,8 @@ use sha2::Sha256;
 use sip_message::auth::Challenge;
 use sip_message::{HeaderName, Message};
 use sipd_registrar::{
-    Binding, Credentials, Registrar, RegistrarConfig, Registration, Response, Source, Start,
-    Transport,
+    Binding, BindingChange, Credentials, Registrar, RegistrarConfig, Registration, Response,
+    Source, Start, Transport,
 };
 
 pub const DOMAIN: &str = "example.com";
@@ -271,15 +271,26 @@ impl Fixture {
         let registration =
             self.registrar
                 .register(message, &authorized, &mine, &self.source, self.now)?;
-        for uri in registration.removals() {
-            self.store
-                .retain(|b| !(b.endpoint_pk == registration.endpoint_pk() && b.contact_uri == uri));
-        }
-        for binding in registration.upserts() {
-            self.store.retain(|b| {
-                !(b.endpoint_pk == binding.endpoint_pk && b.contact_uri == binding.contact_uri)
-            });
-            self.store.push(binding.clone());
+        // As the store applies them.
+        for change in &registration.changes {
+            match change {
+                BindingChange::Upsert(binding) => {
+                    self.store.retain(|b| {
+                        !(b.endpoint_pk == binding.endpoint_pk
+                            && b.contact_uri == binding.contact_uri)
+                    });
+                    self.store.push(binding.clone());
+                }
+                BindingChange::Delete {
+                    endpoint_pk,
+                    contact_uri,
+                } => self
+                    .store
+                    .retain(|b| !(b.endpoint_pk == *endpoint_pk && b.contact_uri == *contact_uri)),
+                BindingChange::DeleteAllForEndpoint { endpoint_pk } => {
+                    self.store.retain(|b| b.endpoint_pk != *endpoint_pk)
+                }
+            }
         }
         Ok(registration)
     }
@@ -372,7 +383,7 @@ impl Fixture {
         match self.send_authorized(req) {
             Ok(registration) => panic!(
                 "expected a refusal, got {}",
-                String::from_utf8_lossy(&registration.response().bytes)
+                String::from_utf8_lossy(&registration.response.bytes)
             ),
             Err(response) => response,
         }
@@ -390,4 +401,16 @@ impl Fixture {
     pub fn advance_secs(&mut self, secs: i64) {
         self.now += secs * 1000;
     }
+}
+
+/// Contact URIs the registration deletes one by one.
+pub fn removed(registration: &Registration) -> Vec<&str> {
+    registration
+        .changes
+        .iter()
+        .filter_map(|change| match change {
+            BindingChange::Delete { contact_uri, .. } => Some(contact_uri.as_str()),
+            _ => None,
+        })
+        .collect()
 }
