@@ -1,0 +1,84 @@
+/*
+ * LD_PRELOAD shim for sipp 3.6.1 (Debian bookworm's sip-tester): removes, from what sipp
+ * receives, every WWW-Authenticate / Proxy-Authenticate line whose challenge is not MD5.
+ *
+ * Why: sipd answers REGISTER with one 401 carrying two challenges, SHA-256 first then MD5
+ * (RFC 8760 order). sipp 3.6.1 concatenates all WWW-Authenticate headers and reads the first
+ * `algorithm=`, so it sees SHA-256 and aborts the call with "createAuthHeader: authentication
+ * must use MD5 or AKAv1-MD5" instead of answering the MD5 challenge it supports (RFC 8760
+ * §2.4: a client uses the first challenge whose algorithm it supports). The shim makes sipp
+ * behave as that rule says; the server still sends, and is measured with, both challenges.
+ *
+ * Only recv(2) and recvfrom(2) are wrapped: they are the only receive calls sipp imports
+ * (`nm -D /usr/bin/sipp`). A header line split across two TCP reads would be left as is
+ * (sipp would then report the call failed, visibly): use one connection per call (-t tn).
+ *
+ * Build: cc -O2 -shared -fPIC -o md5_only.so md5_only.c -ldl
+ * Use:   LD_PRELOAD=/path/md5_only.so sipp ...
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+static ssize_t filter(char *buf, ssize_t n)
+{
+    if (n <= 0) {
+        return n;
+    }
+    ssize_t i = 0;
+    while (i < n) {
+        /* [i, eol) is one line; eol points at '\n' or n. */
+        char *nl = memchr(buf + i, '\n', (size_t)(n - i));
+        ssize_t eol = nl ? nl - buf : n;
+        ssize_t len = eol - i;
+        int is_auth = (len > 17 && strncasecmp(buf + i, "WWW-Authenticate:", 17) == 0) ||
+                      (len > 19 && strncasecmp(buf + i, "Proxy-Authenticate:", 19) == 0);
+        if (is_auth && nl) {
+            int md5 = 0;
+            for (ssize_t j = i; j + 13 <= eol; j++) {
+                if (strncasecmp(buf + j, "algorithm=MD5", 13) == 0 &&
+                    (j + 13 == eol || buf[j + 13] == ',' || buf[j + 13] == ' ' ||
+                     buf[j + 13] == '\r' || buf[j + 13] == ';')) {
+                    md5 = 1;
+                    break;
+                }
+                if (strncasecmp(buf + j, "algorithm=\"MD5\"", 15) == 0) {
+                    md5 = 1;
+                    break;
+                }
+            }
+            if (!md5) {
+                ssize_t drop = eol + 1 - i; /* the line and its '\n' */
+                memmove(buf + i, buf + eol + 1, (size_t)(n - eol - 1));
+                n -= drop;
+                continue;
+            }
+        }
+        i = eol + 1;
+    }
+    return n;
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    static ssize_t (*real)(int, void *, size_t, int);
+    if (!real) {
+        real = (ssize_t(*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+    }
+    ssize_t n = real(fd, buf, len, flags);
+    return (flags & MSG_PEEK) ? n : filter(buf, n);
+}
+
+ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *srclen)
+{
+    static ssize_t (*real)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    if (!real) {
+        real = (ssize_t(*)(int, void *, size_t, int, struct sockaddr *, socklen_t *))dlsym(
+            RTLD_NEXT, "recvfrom");
+    }
+    ssize_t n = real(fd, buf, len, flags, src, srclen);
+    return (flags & MSG_PEEK) ? n : filter(buf, n);
+}
