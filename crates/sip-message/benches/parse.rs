@@ -3,6 +3,7 @@
 //! `cargo bench -p sip-message --bench parse`
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -101,6 +102,28 @@ fn parse_benches(c: &mut Criterion) {
         group.finish();
     }
 
+    // Each read on its own, to see where `parse_and_read` spends its time.
+    let register = Message::parse(Bytes::from_static(REGISTER)).expect("parse");
+    let mut views = c.benchmark_group("register_view");
+    views.bench_function("top_via_branch", |b| {
+        b.iter(|| black_box(&register).top_via().expect("Via").branch())
+    });
+    views.bench_function("from_tag", |b| b.iter(|| black_box(&register).from_tag()));
+    views.bench_function("to", |b| b.iter(|| black_box(&register).to().expect("To")));
+    views.bench_function("call_id", |b| {
+        b.iter(|| black_box(&register).call_id().expect("Call-ID"))
+    });
+    views.bench_function("cseq", |b| {
+        b.iter(|| black_box(&register).cseq().expect("CSeq"))
+    });
+    views.bench_function("first_contact", |b| {
+        b.iter(|| black_box(&register).contacts().next().expect("Contact"))
+    });
+    views.bench_function("expires", |b| {
+        b.iter(|| black_box(&register).expires().expect("Expires"))
+    });
+    views.finish();
+
     let authorization = Message::parse(Bytes::from_static(REGISTER))
         .expect("parse")
         .header(HeaderName::Authorization)
@@ -157,5 +180,12 @@ fn check_samples() {
     }
 }
 
-criterion_group!(benches, parse_benches, framer_benches);
+criterion_group! {
+    name = benches;
+    // Shorter than the defaults so the whole file runs in about a minute.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = parse_benches, framer_benches
+}
 criterion_main!(benches);
