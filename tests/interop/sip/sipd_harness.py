@@ -88,6 +88,11 @@ class Sipd:
             text=True,
             errors="replace",
         )
+        # Callers' shell traps kill what is listed here if this Python process dies first.
+        pid_list = os.environ.get("SIPD_HARNESS_PID_FILE")
+        if pid_list:
+            with open(pid_list, "a", encoding="ascii") as f:
+                f.write(f"{self.process.pid}\n")
         lines: queue.Queue = queue.Queue()
 
         def pump():

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""REGISTER-with-digest load against sipd over UDP with sipp. Run through register-load.sh.
+
+    python3 register_load.py --sipd target/release/sipd --shim md5_only.so --db sqlite|postgres
+        [--endpoints 10000] [--rates 1000,2000,...] [--seconds 5] [--memory-bindings 100000]
+
+Phase 1 (rate steps): a scratch database, N endpoints created through the REST API, every
+endpoint registered once (warm-up), then for each rate one sipp run of rate x seconds calls
+(REGISTER -> 401 -> REGISTER with Authorization -> 200; the injection file cycles through the N
+users, so most steps are refreshes of live bindings). Per step it prints the rate offered and
+achieved, failed calls, UDP retransmissions, p50/p99/max of the whole exchange (first REGISTER
+sent to 200 received, from sipp's -trace_rtt), and the CPU used by sipp and by sipd.
+
+Phase 2 (memory): a second scratch database and a fresh sipd; M endpoints created, VmRSS read,
+all M registered with a long expiry (7200 s), VmRSS read again: (after - before) / M.
+
+All traffic is on 127.0.0.1; every sipp run is bounded in calls and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop", "sip"))
+import sipd_harness as h  # noqa: E402
+
+SCENARIO = os.path.join(HERE, "..", "tests", "interop", "sip", "sipp", "register.xml")
+DOMAIN = "bench.sipd.test"
+SIP_PORT = 16060
+SIPP_PORT = 26060
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def write_csv(path, users):
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for name, (_, pw) in sorted(users.items()):
+            f.write(f"{name};[authentication username={name} password={pw}]\n")
+
+
+def run_sipp(workdir, tag, csv, rate, calls, shim, expires, timeout_s):
+    """One bounded sipp run. Returns a dict of results."""
+    out = os.path.join(workdir, tag)
+    os.makedirs(out, exist_ok=True)
+    cmd = [
+        "sipp", f"127.0.0.1:{SIP_PORT}", "-sf", SCENARIO, "-inf", csv,
+        "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", str(max(1000, rate)),
+        "-i", "127.0.0.1", "-p", str(SIPP_PORT), "-t", "u1",
+        "-key", "domain", DOMAIN, "-key", "expires", str(expires),
+        "-nostdin", "-recv_timeout", "5000", "-timeout", f"{timeout_s}s", "-timeout_error",
+        "-trace_err", "-error_file", os.path.join(out, "errors.log"),
+        "-trace_stat", "-stf", os.path.join(out, "stat.csv"), "-fd", "1",
+        "-trace_rtt", "-rtt_freq", "1",
+        "-buff_size", str(4 * 1024 * 1024),
+    ]
+    env = dict(os.environ, LD_PRELOAD=shim)
+    started = time.monotonic()
+    with open(os.path.join(out, "stdout.log"), "w") as log:
+        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        deadline = started + timeout_s + 30
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)  # poll interval for sipp's exit, bounded by the deadline
+    wall = time.monotonic() - started
+    rc = os.waitstatus_to_exitcode(status)
+    stat = h_stat(os.path.join(out, "stat.csv"))
+    rtts, times = [], []
+    for name in os.listdir(out):
+        if name.endswith("_rtt.csv"):
+            with open(os.path.join(out, name)) as f:
+                for line in f:
+                    parts = line.strip().split(";")
+                    if len(parts) >= 3 and parts[0][:1].isdigit():
+                        times.append(float(parts[0]))
+                        rtts.append(float(parts[1]))
+    rtts.sort()
+    times.sort()
+    achieved = (len(times) - 1) / ((times[-1] - times[0]) / 1000) if len(times) > 1 and times[-1] > times[0] else 0
+    first_error = ""
+    try:
+        with open(os.path.join(out, "errors.log"), errors="replace") as f:
+            for line in f:
+                if "Aborting" in line or "rror" in line or "timeout" in line.lower():
+                    first_error = line.strip()[:200]
+                    break
+    except OSError:
+        pass
+    return {
+        "rc": rc,
+        "wall_s": wall,
+        "sipp_cpu_s": rusage.ru_utime + rusage.ru_stime,
+        "successful": int(stat.get("SuccessfulCall(C)", "0") or 0),
+        "failed": int(stat.get("FailedCall(C)", "0") or 0),
+        "retrans": int(stat.get("Retransmissions(C)", "0") or 0),
+        "achieved": achieved,
+        "p50": percentile(rtts, 50),
+        "p99": percentile(rtts, 99),
+        "max": rtts[-1] if rtts else float("nan"),
+        "rtt_samples": len(rtts),
+        "first_error": first_error,
+    }
+
+
+def h_stat(path):
+    try:
+        with open(path, errors="replace") as f:
+            rows = [line.rstrip("\n").split(";") for line in f if line.strip()]
+    except OSError:
+        return {}
+    return dict(zip(rows[0], rows[-1])) if len(rows) >= 2 else {}
+
+
+class Server:
+    """sipd on a scratch database (SQLite file or a PostgreSQL database created here)."""
+
+    def __init__(self, args, workdir, tag):
+        self.args, self.workdir, self.tag = args, workdir, tag
+        self.pg_db = None
+        os.makedirs(workdir, exist_ok=True)
+        if args.db == "postgres":
+            self.pg_db = f"sipd_bench_{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            psql(f'CREATE DATABASE "{self.pg_db}"')
+            url = f"{PG_SERVER}/{self.pg_db}"
+        else:
+            url = "sqlite://data/sipd.db"
+        self.sipd = h.Sipd(args.sipd, workdir, url, DOMAIN, {"udp": f"127.0.0.1:{SIP_PORT}"},
+                           extra_env={"SIPD_LOG_LEVEL": args.log_level})
+
+    def start(self):
+        auth = self.sipd.create_account("bench")
+        self.sipd.start()
+        self.sipd.wait_sip_ready(timeout=60)
+        self.api = h.Api(self.sipd.api_host, self.sipd.api_port, *auth)
+        return self
+
+    def stop(self):
+        code = self.sipd.stop()
+        if self.pg_db:
+            psql(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)')
+        return code
+
+
+def psql(sql):
+    subprocess.run(["psql", f"{PG_SERVER}/postgres", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                   check=True, timeout=120)
+
+
+def create_users(api, count, start=0):
+    t0 = time.monotonic()
+    users = h.create_endpoints(api, count, prefix="b", workers=8, start=start)
+    elapsed = time.monotonic() - t0
+    print(f"  created {count} endpoints through the API in {elapsed:.1f}s ({count / elapsed:.0f}/s)", flush=True)
+    return users
+
+
+def fmt_ms(v):
+    return "-" if v != v else f"{v:.1f}"
+
+
+def rate_steps(args, root):
+    print(f"== phase 1: rate steps on {args.db}, {args.endpoints} endpoints, {args.seconds}s per step", flush=True)
+    server = Server(args, os.path.join(root, "steps"), "steps").start()
+    results = []
+    try:
+        users = create_users(server.api, args.endpoints)
+        csv = os.path.join(server.workdir, "users.csv")
+        write_csv(csv, users)
+        warm = run_sipp(server.workdir, "warmup", csv, min(2000, args.endpoints), args.endpoints, args.shim,
+                        3600, timeout_s=max(60, args.endpoints // 500 + 30))
+        print(f"  warm-up: {args.endpoints} registrations, {warm['successful']} ok, {warm['failed']} failed, "
+              f"p99 {fmt_ms(warm['p99'])} ms", flush=True)
+        header = (f"  {'offered/s':>9} {'achieved/s':>10} {'calls':>7} {'failed':>6} {'retrans':>7} "
+                  f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'sipp CPU':>8} {'sipd CPU':>8}")
+        print(header, flush=True)
+        for rate in args.rates:
+            calls = rate * args.seconds
+            cpu0 = proc_cpu_seconds(server.sipd.pid())
+            r = run_sipp(server.workdir, f"rate-{rate}", csv, rate, calls, args.shim, 3600,
+                         timeout_s=args.seconds * 4 + 20)
+            sipd_cpu = proc_cpu_seconds(server.sipd.pid()) - cpu0
+            r.update(rate=rate, calls=calls,
+                     sipp_cpu_pct=100 * r["sipp_cpu_s"] / r["wall_s"],
+                     sipd_cpu_pct=100 * sipd_cpu / r["wall_s"])
+            r["failed"] += max(0, calls - r["successful"] - r["failed"])  # calls never started or lost
+            results.append(r)
+            print(f"  {rate:>9} {r['achieved']:>10.0f} {calls:>7} {r['failed']:>6} {r['retrans']:>7} "
+                  f"{fmt_ms(r['p50']):>7} {fmt_ms(r['p99']):>7} {fmt_ms(r['max']):>7} "
+                  f"{r['sipp_cpu_pct']:>7.0f}% {r['sipd_cpu_pct']:>7.0f}%"
+                  + (f"  [{r['first_error']}]" if r["failed"] and r["first_error"] else ""), flush=True)
+            if server.sipd.process.poll() is not None:
+                print("  sipd exited during the step!", flush=True)
+                break
+    finally:
+        code = server.stop()
+        print(f"  sipd stopped (exit code {code})", flush=True)
+    clean = [r for r in results if r["failed"] == 0 and r["rc"] == 0]
+    best = max((r["rate"] for r in clean), default=None)
+    best_p99 = max((r["rate"] for r in clean if r["p99"] < 20), default=None)
+    print(f"  highest offered rate with zero failures: {best if best else 'none'}/s"
+          + (f" (achieved {next(r['achieved'] for r in clean if r['rate'] == best):.0f}/s)" if best else ""),
+          flush=True)
+    print(f"  highest offered rate with zero failures and p99 < 20 ms: {best_p99 if best_p99 else 'none'}/s",
+          flush=True)
+    return results
+
+
+def memory(args, root):
+    m = args.memory_bindings
+    print(f"== phase 2: memory per binding on {args.db}, {m} bindings (expires 7200 s)", flush=True)
+    server = Server(args, os.path.join(root, "memory"), "memory").start()
+    try:
+        users = create_users(server.api, m)
+        csv = os.path.join(server.workdir, "users.csv")
+        write_csv(csv, users)
+        rss0 = server.sipd.rss_kib()
+        rate = args.memory_rate
+        r = run_sipp(server.workdir, "memory", csv, rate, m, args.shim, 7200, timeout_s=m // rate * 4 + 60)
+        listed = server.api.request("GET", "/Endpoint/?limit=1")["meta"]["total_count"]
+        rss1 = server.sipd.rss_kib()
+        per = (rss1 - rss0) * 1024 / max(1, r["successful"])
+        print(f"  registered {r['successful']} ({r['failed']} failed) at {rate}/s; endpoints {listed}", flush=True)
+        print(f"  VmRSS before {rss0} KiB, after {rss1} KiB: {per:.0f} bytes per binding", flush=True)
+        return {"rss_before_kib": rss0, "rss_after_kib": rss1, "bindings": r["successful"],
+                "failed": r["failed"], "bytes_per_binding": per}
+    finally:
+        code = server.stop()
+        print(f"  sipd stopped (exit code {code})", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sipd", required=True)
+    p.add_argument("--shim", required=True)
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--endpoints", type=int, default=10000)
+    p.add_argument("--rates", default="1000,2000,4000,6000,8000,10000,12000")
+    p.add_argument("--seconds", type=int, default=5, help="length of each rate step (calls = rate x seconds)")
+    p.add_argument("--memory-bindings", type=int, default=100000, help="0 skips the memory phase")
+    p.add_argument("--memory-rate", type=int, default=2000)
+    p.add_argument("--log-level", default="warn", help="sipd log level during the benchmark")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    args.rates = [int(x) for x in args.rates.split(",") if x]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    root = tempfile.mkdtemp(prefix="sipd-register-load-")
+    print(f"scratch {root}; sipd {args.sipd}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    ok = False
+    try:
+        steps = rate_steps(args, root)
+        mem = memory(args, root) if args.memory_bindings else None
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"db": args.db, "steps": steps, "memory": mem}, f, indent=1)
+        ok = True
+    finally:
+        if ok:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"logs kept in {root}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

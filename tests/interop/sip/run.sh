@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# SIP interop test: sipp (UDP, TCP; 1,000 endpoints), baresip (TLS, UDP), sipsak (UDP) and
+# JsSIP (WSS) register with a real sipd; the REST API must show every registration, and every
+# unregistration. See interop.py for the checks.
+#
+#   bash tests/interop/sip/run.sh            # SQLite; also PostgreSQL when
+#   SIPD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bash tests/interop/sip/run.sh
+#
+# Installs missing tools first (install.sh; root), builds sipd with the dev profile into the
+# repository's target directory (the build `cargo test` already made in CI), compiles the
+# sipp MD5-challenge shim, then runs interop.py. Ends with "N passed, N failed"; exits
+# non-zero on any failure. All traffic is on 127.0.0.1 (SIP on 15060 UDP/TCP, 15061 TLS,
+# 17443 WSS; sipp's UDP side on 25070); sipd is stopped on exit by interop.py, and any
+# process left in this script's group by the trap below.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+cd "$root"
+started=$SECONDS
+
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+    local code=$? pid
+    # interop.py stops sipd itself; this catches anything it could not (e.g. killed by a signal).
+    if [ -n "${interop_pid:-}" ] && kill -0 "$interop_pid" 2>/dev/null; then
+        kill "$interop_pid" 2>/dev/null || true
+        wait "$interop_pid" 2>/dev/null || true
+    fi
+    if [ -n "${scratch:-}" ]; then
+        if [ -f "$scratch/sipd.pids" ]; then
+            while read -r pid; do
+                kill "$pid" 2>/dev/null || true
+            done <"$scratch/sipd.pids"
+        fi
+        rm -rf "$scratch"
+    fi
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+printf '== install (missing tools only)\n'
+install_started=$SECONDS
+bash "$here/install.sh"
+printf 'install step: %ss\n' "$((SECONDS - install_started))"
+
+printf '== build sipd (dev profile, as cargo test)\n'
+build_started=$SECONDS
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+cargo build -p sipd
+printf 'build step: %ss\n' "$((SECONDS - build_started))"
+
+scratch="$(mktemp -d)"
+cc -O2 -Wall -shared -fPIC -o "$scratch/md5_only.so" "$here/sipp/md5_only.c" -ldl
+
+printf '== interop checks\n'
+set +e
+SIPD_HARNESS_PID_FILE="$scratch/sipd.pids" timeout --kill-after=30 900 python3 "$here/interop.py" \
+    --sipd "$target_dir/debug/sipd" --shim "$scratch/md5_only.so" "$@" &
+interop_pid=$!
+wait "$interop_pid"
+status=$?
+set -e
+interop_pid=
+printf 'SIP interop total: %ss (exit %s)\n' "$((SECONDS - started))" "$status"
+exit "$status"
