@@ -207,19 +207,6 @@ impl<'a> DigestAlgorithm<'a> {
                 | DigestAlgorithm::Sha512_256Sess
         )
     }
-
-    /// Copies borrowed data so the value outlives the parsed input.
-    pub fn into_owned(self) -> DigestAlgorithm<'static> {
-        match self {
-            DigestAlgorithm::Md5 => DigestAlgorithm::Md5,
-            DigestAlgorithm::Md5Sess => DigestAlgorithm::Md5Sess,
-            DigestAlgorithm::Sha256 => DigestAlgorithm::Sha256,
-            DigestAlgorithm::Sha256Sess => DigestAlgorithm::Sha256Sess,
-            DigestAlgorithm::Sha512_256 => DigestAlgorithm::Sha512_256,
-            DigestAlgorithm::Sha512_256Sess => DigestAlgorithm::Sha512_256Sess,
-            DigestAlgorithm::Other(name) => DigestAlgorithm::Other(Cow::Owned(name.into_owned())),
-        }
-    }
 }
 
 impl fmt::Display for DigestAlgorithm<'_> {
