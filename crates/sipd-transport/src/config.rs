@@ -28,6 +28,9 @@ pub struct TransportConfig {
     pub domain: String,
     /// How often the certificate files are checked for changes (they are also re-read on SIGHUP).
     pub certificate_poll_interval: Duration,
+    /// Receive buffer asked for the UDP socket, to ride out bursts while the core is busy.
+    /// Best effort: Linux caps it at `net.core.rmem_max`.
+    pub udp_receive_buffer: usize,
     /// Capacity of the channel carrying [`crate::TransportEvent`]s to the core. When it is
     /// full, stream connections stop reading (backpressure) and UDP datagrams are dropped.
     pub event_queue_capacity: usize,
@@ -46,6 +49,7 @@ impl Default for TransportConfig {
             certificate: None,
             domain: "localhost".to_owned(),
             certificate_poll_interval: Duration::from_secs(5),
+            udp_receive_buffer: 4 * 1024 * 1024,
             event_queue_capacity: 8192,
             limits: Limits::default(),
         }
@@ -109,7 +113,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             websocket_handshake_timeout: Duration::from_secs(10),
             websocket_max_frame_size: 64 * 1024,
-            send_queue_capacity: 256,
+            send_queue_capacity: 1024,
             close_timeout: Duration::from_secs(2),
         }
     }

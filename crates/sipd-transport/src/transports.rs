@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -161,13 +162,13 @@ impl Transports {
         config: TransportConfig,
     ) -> Result<(Transports, mpsc::Receiver<TransportEvent>), StartError> {
         let udp = match config.udp {
-            Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(|source| {
-                StartError::Bind {
+            Some(addr) => Some(Arc::new(
+                bind_udp(addr, config.udp_receive_buffer).map_err(|source| StartError::Bind {
                     transport: Transport::Udp,
                     addr,
                     source,
-                }
-            })?)),
+                })?,
+            )),
             None => None,
         };
         let tcp = bind(Transport::Tcp, config.tcp).await?;
@@ -360,6 +361,16 @@ impl Transports {
         self.shared.tasks.wait().await;
         info!("SIP transports stopped");
     }
+}
+
+fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(receive_buffer) {
+        warn!(%error, receive_buffer, "cannot enlarge the UDP receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn bind(
