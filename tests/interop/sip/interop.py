@@ -97,6 +97,8 @@ def run_sipp(workdir, scenario, csv, calls, transport, extra_keys, shim=None, ra
         cmd += ["-key", k, str(v)]
     if local_port:
         cmd += ["-p", str(local_port)]
+    if transport == "tn":
+        cmd += ["-max_socket", "4096"]  # sipp's default (50000) exceeds the usual open-file limit
     env = dict(os.environ)
     if shim:
         env["LD_PRELOAD"] = shim

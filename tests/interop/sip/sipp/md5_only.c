@@ -1,6 +1,7 @@
 /*
  * LD_PRELOAD shim for sipp 3.6.1 (Debian bookworm's sip-tester): removes, from what sipp
- * receives, every WWW-Authenticate / Proxy-Authenticate line whose challenge is not MD5.
+ * receives, every WWW-Authenticate / Proxy-Authenticate line whose algorithm= is not MD5
+ * (MD5-sess and AKA included: sipd offers neither).
  *
  * Why: sipd answers REGISTER with one 401 carrying two challenges, SHA-256 first then MD5
  * (RFC 8760 order). sipp 3.6.1 concatenates all WWW-Authenticate headers and reads the first
@@ -37,20 +38,24 @@ static ssize_t filter(char *buf, ssize_t n)
         int is_auth = (len > 17 && strncasecmp(buf + i, "WWW-Authenticate:", 17) == 0) ||
                       (len > 19 && strncasecmp(buf + i, "Proxy-Authenticate:", 19) == 0);
         if (is_auth && nl) {
-            int md5 = 0;
-            for (ssize_t j = i; j + 13 <= eol; j++) {
-                if (strncasecmp(buf + j, "algorithm=MD5", 13) == 0 &&
-                    (j + 13 == eol || buf[j + 13] == ',' || buf[j + 13] == ' ' ||
-                     buf[j + 13] == '\r' || buf[j + 13] == ';')) {
-                    md5 = 1;
-                    break;
-                }
-                if (strncasecmp(buf + j, "algorithm=\"MD5\"", 15) == 0) {
-                    md5 = 1;
+            /* A challenge without algorithm= is MD5 (RFC 2617); keep it, and MD5 ones. */
+            int other = 0;
+            for (ssize_t j = i; j + 10 <= eol; j++) {
+                if (strncasecmp(buf + j, "algorithm=", 10) == 0) {
+                    const char *v = buf + j + 10;
+                    ssize_t vlen = eol - (j + 10);
+                    if (vlen > 0 && *v == '"') {
+                        v++;
+                        vlen--;
+                    }
+                    int is_md5 = vlen >= 3 && strncasecmp(v, "MD5", 3) == 0 &&
+                                 (vlen == 3 || v[3] == ',' || v[3] == ' ' || v[3] == '"' ||
+                                  v[3] == '\r' || v[3] == ';');
+                    other = !is_md5;
                     break;
                 }
             }
-            if (!md5) {
+            if (other) {
                 ssize_t drop = eol + 1 - i; /* the line and its '\n' */
                 memmove(buf + i, buf + eol + 1, (size_t)(n - eol - 1));
                 n -= drop;
