@@ -10,6 +10,8 @@
 //!   [`Transports::send_udp`] to any address from the UDP listener.
 //! * Pinning: [`Transports::set_flow_registered`] keeps a registration's connection open
 //!   past the idle timeout while it is alive.
+//! * Keep-alives: RFC 5626 CRLFCRLF pings get a CRLF pong on streams, STUN binding requests
+//!   an answer on UDP; WebSocket pings a pong.
 //! * TLS: certificate files re-read on SIGHUP, on change, or by
 //!   [`Transports::reload_certificates`]; self-signed when none is configured.
 //! * Observability: [`Transports::counters`]. Stop: [`Transports::stop_accepting`], then

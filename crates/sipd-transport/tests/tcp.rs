@@ -249,6 +249,35 @@ async fn connections_per_ip_are_limited() {
 }
 
 #[tokio::test]
+async fn total_connections_are_limited() {
+    let (transports, mut events) = start(TransportConfig {
+        limits: Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+        ..config()
+    })
+    .await;
+    let server = transports.local_addrs().tcp.unwrap();
+    // Different source addresses (all of 127/8 is loopback on Linux), so only the total counts.
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(server).await.unwrap()
+    };
+    let mut first = from([127, 0, 0, 1]).await;
+    let mut second = from([127, 0, 0, 2]).await;
+    first.write_all(&request("a")).await.unwrap();
+    second.write_all(&request("b")).await.unwrap();
+    next_message(&mut events).await;
+    next_message(&mut events).await;
+    let mut third = from([127, 0, 0, 3]).await;
+    expect_closed(&mut third).await;
+    assert_eq!(transports.counters().tcp.connections_rejected, 1);
+    transports.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_writes_what_is_queued_then_closes_everything() {
     let (transports, mut events) = start(config()).await;
     let mut client = connect(&transports).await;

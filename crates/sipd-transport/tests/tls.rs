@@ -43,6 +43,12 @@ async fn tls_with_configured_certificate_end_to_end() {
     client.flush().await.unwrap();
     assert_eq!(read_exact(&mut client, 2).await, b"\r\n");
 
+    // TLS 1.2 is accepted too.
+    let mut tls12 = tls12_connect(server, &root, "sip.example.test").await;
+    tls12.write_all(&request("tls12")).await.unwrap();
+    tls12.flush().await.unwrap();
+    assert_eq!(next_message(&mut events).await.message, request("tls12"));
+
     // The wrong name is refused by the client; the server counts the failed handshake.
     assert!(tls_connect(server, &root, "other.example.test")
         .await

@@ -187,6 +187,27 @@ pub async fn tls_connect(
     connect_with(addr, config, name).await
 }
 
+/// Like [`tls_connect`], offering TLS 1.2 only.
+pub async fn tls12_connect(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+    name: &str,
+) -> TlsStream<TcpStream> {
+    let mut roots = RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = connect_with(addr, config, name).await.unwrap();
+    assert_eq!(
+        stream.get_ref().1.protocol_version(),
+        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2)
+    );
+    stream
+}
+
 async fn connect_with(
     addr: SocketAddr,
     config: ClientConfig,
