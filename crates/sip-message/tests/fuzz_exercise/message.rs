@@ -127,22 +127,40 @@ fn run_builders(message: &Message) {
     if !message.is_request() {
         return;
     }
-    touch(
-        message
-            .response(401)
-            .to_tag("fuzz")
-            .header("WWW-Authenticate", "Digest realm=\"r\", nonce=\"n\"")
-            .build(),
-    );
-    touch(
-        message
-            .forward()
-            .push_via("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKfuzz")
-            .received_from(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 5060)
-            .record_route("<sip:192.0.2.1;lr>")
-            .remove_top_route()
-            .build(),
-    );
+    let response = message
+        .response(401)
+        .to_tag("fuzz")
+        .header("WWW-Authenticate", "Digest realm=\"r\", nonce=\"n\"")
+        .build();
+    // A request that passed validation must get a response that parses back.
+    if message.validate().is_ok() {
+        let parsed = Message::parse(Bytes::from(response.clone())).unwrap_or_else(|e| {
+            panic!(
+                "response to a valid request does not parse: {e}\n{}",
+                String::from_utf8_lossy(&response)
+            )
+        });
+        assert_eq!(parsed.status(), Some(401));
+        assert_eq!(parsed.call_id().ok(), message.call_id().ok());
+        assert_eq!(parsed.cseq().ok(), message.cseq().ok());
+    }
+    let forwarded = message
+        .forward()
+        .push_via("SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKfuzz")
+        .received_from(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 5060)
+        .record_route("<sip:192.0.2.1;lr>")
+        .remove_top_route()
+        .build();
+    if let (Ok(()), Ok(forwarded)) = (message.validate(), forwarded) {
+        let parsed = Message::parse(Bytes::from(forwarded.clone())).unwrap_or_else(|e| {
+            panic!(
+                "forward of a valid request does not parse: {e}\n{}",
+                String::from_utf8_lossy(&forwarded)
+            )
+        });
+        assert_eq!(parsed.branch(), Some("z9hG4bKfuzz"));
+        assert_eq!(parsed.body(), message.body());
+    }
     touch((message.cancel(), message.ack_for(message)));
 }
 
