@@ -264,7 +264,7 @@ fn unmutated_seeds_pass_every_exercise() {
 }
 
 proptest! {
-    #![proptest_config(config(4000))]
+    #![proptest_config(config(3000))]
 
     #[test]
     fn parse_message_survives_mutated_torture_messages(

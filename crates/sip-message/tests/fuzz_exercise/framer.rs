@@ -1,8 +1,10 @@
 //! Exercise for the `framer` fuzz target: frames the input once in one piece
-//! and once in pseudo-random chunks, and checks both give the same frames.
+//! and once in pseudo-random chunks, checks both give the same frames, and
+//! that the parser sees each frame as exactly one message.
 
 use bytes::BytesMut;
 use sip_message::framer::{Frame, FramerConfig, StreamFramer};
+use sip_message::Message;
 
 /// The first byte picks the limits and the chunking; the rest is the stream.
 pub fn framer(data: &[u8]) {
@@ -32,9 +34,20 @@ pub fn framer(data: &[u8]) {
     assert_eq!(whole.frames, chunked.frames);
     assert_eq!(whole.failed, chunked.failed);
     for frame in &whole.frames {
-        if let Frame::Message(message) = frame {
-            assert!(message.len() <= config.max_message_size);
-            assert!(!message.starts_with(b"\r\n"));
+        if let Frame::Message(frame) = frame {
+            assert!(frame.len() <= config.max_message_size);
+            assert!(!frame.starts_with(b"\r\n"));
+            // Framer and parser must agree on where the message ends. (The
+            // parser also skips a stray CR or LF at the start, which the
+            // framer leaves in the frame.)
+            if let Ok(message) = Message::parse(frame.clone()) {
+                let skipped = frame.len() - message.as_bytes().len();
+                assert!(frame.ends_with(message.as_bytes()), "{frame:?}");
+                assert!(
+                    frame[..skipped].iter().all(|b| matches!(b, b'\r' | b'\n')),
+                    "{frame:?}"
+                );
+            }
         }
     }
 }
