@@ -148,6 +148,8 @@ impl CloseReason {
 /// An open connection flow, from the end of its handshakes until its task ends.
 pub(crate) struct Connection {
     pub(crate) shared: Arc<Shared>,
+    /// The key of the flow table.
+    id: u64,
     pub(crate) flow: FlowId,
     pub(crate) transport: Transport,
     pub(crate) local: SocketAddr,
@@ -192,6 +194,7 @@ impl Connection {
         activity.touch();
         let connection = Connection {
             shared,
+            id,
             flow,
             transport,
             local,
@@ -258,10 +261,7 @@ impl Connection {
     ) where
         F: Future<Output = ()>,
     {
-        let Some(id) = self.flow.connection_id() else {
-            return;
-        };
-        self.shared.flows.remove(&id);
+        self.shared.flows.remove(&self.id);
         queue.close();
         if reason.is_orderly() {
             let mut pending = Vec::new();

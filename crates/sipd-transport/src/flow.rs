@@ -73,7 +73,7 @@ impl fmt::Display for Transport {
 pub struct FlowId(FlowKey);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum FlowKey {
+pub(crate) enum FlowKey {
     Udp(SocketAddr),
     Connection { transport: Transport, id: u64 },
 }
@@ -103,11 +103,8 @@ impl FlowId {
         }
     }
 
-    pub(crate) fn connection_id(&self) -> Option<u64> {
-        match self.0 {
-            FlowKey::Udp(_) => None,
-            FlowKey::Connection { id, .. } => Some(id),
-        }
+    pub(crate) fn key(&self) -> FlowKey {
+        self.0
     }
 }
 

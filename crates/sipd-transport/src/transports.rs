@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Limits, TransportConfig};
 use crate::connection::{Connection, ConnectionSlot, ConnectionSlots, FlowEntry, Outbound};
 use crate::counters::{bump, Counters, CountersSnapshot};
-use crate::flow::{FlowId, Transport};
+use crate::flow::{FlowId, FlowKey, Transport};
 use crate::tls::{self, CertificateError, CertificateStore};
 use crate::{stream, udp, websocket};
 
@@ -259,16 +259,15 @@ impl Transports {
     /// Sends one message to a flow: queued for the connection's writer, or sent as a
     /// datagram to a UDP flow's address. Never waits for a slow connection.
     pub async fn send(&self, flow: FlowId, message: Bytes) -> Result<(), SendError> {
-        match (flow.connection_id(), flow.udp_remote()) {
-            (Some(id), _) => {
+        match flow.key() {
+            FlowKey::Udp(remote) => self.send_udp(remote, message).await,
+            FlowKey::Connection { id, .. } => {
                 let result = self.enqueue(flow, id, message);
                 if result.is_err() {
                     bump(&self.shared.counters.of(flow.transport()).send_failures);
                 }
                 result
             }
-            (None, Some(remote)) => self.send_udp(remote, message).await,
-            (None, None) => Err(SendError::FlowGone(flow)),
         }
     }
 
@@ -313,7 +312,7 @@ impl Transports {
     /// unregistered one closes after [`Limits::idle_timeout`] without traffic. UDP flows
     /// hold no connection, so for them this does nothing.
     pub fn set_flow_registered(&self, flow: FlowId, registered: bool) -> Result<(), FlowGone> {
-        let Some(id) = flow.connection_id() else {
+        let FlowKey::Connection { id, .. } = flow.key() else {
             return Ok(());
         };
         let entry = self
