@@ -126,10 +126,19 @@ impl Shared {
     }
 }
 
-/// The running transports. Cheap to clone; every clone drives the same listeners.
+/// The running transports. Cheap to clone; every clone drives the same listeners. Dropping
+/// every clone does not stop them: call [`Transports::shutdown`].
 #[derive(Clone)]
 pub struct Transports {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transports")
+            .field("local", &self.shared.local)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a TCP listener speaks once a connection is accepted.
@@ -162,31 +171,23 @@ impl Transports {
         config: TransportConfig,
     ) -> Result<(Transports, mpsc::Receiver<TransportEvent>), StartError> {
         let udp = match config.udp {
-            Some(addr) => Some(Arc::new(
-                bind_udp(addr, config.udp_receive_buffer).map_err(|source| StartError::Bind {
-                    transport: Transport::Udp,
-                    addr,
-                    source,
-                })?,
-            )),
+            Some(addr) => Some(bind_udp(addr, config.udp_receive_buffer)?),
             None => None,
         };
         let tcp = bind(Transport::Tcp, config.tcp).await?;
         let tls = bind(Transport::Tls, config.tls).await?;
         let ws = bind(Transport::Ws, config.ws).await?;
         let wss = bind(Transport::Wss, config.wss).await?;
-        let local_addr = |listener: &Option<TcpListener>| {
-            listener
-                .as_ref()
-                .and_then(|listener| listener.local_addr().ok())
-        };
+        let bound =
+            |listener: &Option<(TcpListener, SocketAddr)>| listener.as_ref().map(|(_, addr)| *addr);
         let local = LocalAddrs {
-            udp: udp.as_ref().and_then(|socket| socket.local_addr().ok()),
-            tcp: local_addr(&tcp),
-            tls: local_addr(&tls),
-            ws: local_addr(&ws),
-            wss: local_addr(&wss),
+            udp: udp.as_ref().map(|(_, addr)| *addr),
+            tcp: bound(&tcp),
+            tls: bound(&tls),
+            ws: bound(&ws),
+            wss: bound(&wss),
         };
+        let udp = udp.map(|(socket, addr)| (Arc::new(socket), addr));
 
         let certificates = if tls.is_some() || wss.is_some() {
             Some(CertificateStore::new(
@@ -214,7 +215,7 @@ impl Transports {
             flows: DashMap::new(),
             next_connection_id: AtomicU64::new(first_connection_id()),
             slots: Arc::default(),
-            udp: udp.clone(),
+            udp: udp.as_ref().map(|(socket, _)| socket.clone()),
             counters: Counters::default(),
             certificates: certificates.clone(),
             local,
@@ -223,7 +224,7 @@ impl Transports {
             tasks: TaskTracker::new(),
         });
 
-        if let (Some(socket), Some(addr)) = (udp, local.udp) {
+        if let Some((socket, addr)) = udp {
             shared
                 .tasks
                 .spawn(udp::receive(shared.clone(), socket, addr));
@@ -235,7 +236,7 @@ impl Transports {
             (wss, acceptor.map(ListenerKind::Wss)),
         ];
         for (listener, kind) in listeners {
-            if let (Some(listener), Some(kind)) = (listener, kind) {
+            if let (Some((listener, _)), Some(kind)) = (listener, kind) {
                 shared.tasks.spawn(accept(shared.clone(), listener, kind));
             }
         }
@@ -362,31 +363,47 @@ impl Transports {
     }
 }
 
-fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(error) = socket.set_recv_buffer_size(receive_buffer) {
-        warn!(%error, receive_buffer, "cannot enlarge the UDP receive buffer");
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+/// The UDP socket and the address it is bound to.
+fn bind_udp(
+    addr: SocketAddr,
+    receive_buffer: usize,
+) -> Result<(UdpSocket, SocketAddr), StartError> {
+    let bind = || {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if let Err(error) = socket.set_recv_buffer_size(receive_buffer) {
+            warn!(%error, receive_buffer, "cannot enlarge the UDP receive buffer");
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        let bound = socket.local_addr()?;
+        Ok((socket, bound))
+    };
+    bind().map_err(|source| StartError::Bind {
+        transport: Transport::Udp,
+        addr,
+        source,
+    })
 }
 
+/// A TCP listener and the address it is bound to; `None` if off.
 async fn bind(
     transport: Transport,
     addr: Option<SocketAddr>,
-) -> Result<Option<TcpListener>, StartError> {
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
     let Some(addr) = addr else {
         return Ok(None);
     };
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .map_err(|source| StartError::Bind {
-            transport,
-            addr,
-            source,
-        })
+    let bind = async {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        Ok((listener, bound))
+    };
+    bind.await.map(Some).map_err(|source| StartError::Bind {
+        transport,
+        addr,
+        source,
+    })
 }
 
 /// Connection ids start at the start time (in seconds) times 2^20, so ids stored by an

@@ -313,8 +313,7 @@ async fn bind_errors_name_the_listener_and_address() {
         ..config()
     })
     .await
-    .err()
-    .expect("the address is taken");
+    .expect_err("the address is taken");
     let text = error.to_string();
     assert!(
         text.contains("tcp") && text.contains(&taken.to_string()),
