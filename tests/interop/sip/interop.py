@@ -210,6 +210,8 @@ class Suite:
             if not self.r.run(self.name(f"create {self.args.endpoints} endpoints through the API"),
                               self.create_endpoints):
                 return
+            self.r.run(self.name("401 to REGISTER: SHA-256 then MD5 challenges, qop=auth, realm = SIP domain"),
+                       self.challenge_check)
             self.sipp_checks()
             self.baresip_checks()
             self.sipsak_checks()
@@ -239,6 +241,21 @@ class Suite:
         listed = self.api.list_endpoints()
         n = len(self.users) + len(self.extra)
         return len(listed) == n, f"{n} created in {elapsed:.1f}s ({n / elapsed:.0f}/s), list shows {len(listed)}"
+
+    def challenge_check(self):
+        user = sorted(self.users)[0]
+        reply = h.udp_register("127.0.0.1", UDP_PORT, DOMAIN, user, expires=60, timeout=5)
+        if reply is None:
+            return False, "no reply within 5s"
+        status = reply.split("\r\n", 1)[0]
+        challenges = [line.split(":", 1)[1].strip() for line in reply.split("\r\n")
+                      if line.lower().startswith("www-authenticate:")]
+        algos = [(re.search(r"algorithm=\"?([\w-]+)", c) or [None, None])[1] for c in challenges]
+        ok = (status.startswith("SIP/2.0 401")
+              and [a.upper() if a else a for a in algos] == ["SHA-256", "MD5"]
+              and all(re.search(r'qop="?auth"?(,|$|\s)', c) for c in challenges)
+              and all(f'realm="{DOMAIN}"' in c for c in challenges))
+        return ok, f"{status}; " + " | ".join(challenges)
 
     # -- sipp -------------------------------------------------------------------------------
     def sipp_checks(self):

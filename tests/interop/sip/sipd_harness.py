@@ -183,8 +183,8 @@ def tcp_open(host, port):
         return False
 
 
-def udp_probe(host, port, domain):
-    """Sends an unauthenticated REGISTER for a user that does not exist; any SIP reply counts."""
+def udp_register(host, port, domain, user, expires=0, timeout=0.5):
+    """Sends one unauthenticated REGISTER over UDP; returns the first reply's text or None."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind(("127.0.0.1", 0))
@@ -194,22 +194,33 @@ def udp_probe(host, port, domain):
             f"REGISTER sip:{domain} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{domain}>;tag={uuid.uuid4().hex[:8]}\r\n"
-            f"To: <sip:probe@{domain}>\r\n"
+            f"From: <sip:{user}@{domain}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <sip:{user}@{domain}>\r\n"
             f"Call-ID: {uuid.uuid4().hex}\r\n"
             "CSeq: 1 REGISTER\r\n"
-            f"Contact: <sip:probe@127.0.0.1:{local_port}>\r\n"
-            "Expires: 0\r\n"
+            f"Contact: <sip:{user}@127.0.0.1:{local_port}>\r\n"
+            f"Expires: {expires}\r\n"
             "Content-Length: 0\r\n\r\n"
         )
-        sock.settimeout(0.5)
+        sock.settimeout(timeout)
         sock.sendto(msg.encode(), (host, port))
-        data, _ = sock.recvfrom(65535)
-        return data.startswith(b"SIP/2.0 ")
+        deadline = time.monotonic() + timeout
+        while True:
+            data, _ = sock.recvfrom(65535)
+            text = data.decode("utf-8", "replace")
+            # Skip provisional replies (100 Trying).
+            if not text.startswith("SIP/2.0 1") or time.monotonic() > deadline:
+                return text
     except OSError:
-        return False
+        return None
     finally:
         sock.close()
+
+
+def udp_probe(host, port, domain):
+    """An unauthenticated REGISTER for a user that does not exist; any SIP reply counts."""
+    reply = udp_register(host, port, domain, "probe")
+    return reply is not None and reply.startswith("SIP/2.0 ")
 
 
 class Api:
