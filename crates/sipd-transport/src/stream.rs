@@ -1,6 +1,8 @@
 //! TCP and TLS connections: a byte stream framed by `Content-Length` (RFC 3261 §18.3), with
 //! RFC 5626 CRLFCRLF pings answered by a CRLF pong.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::{Bytes, BytesMut};
 use sip_message::framer::{Frame, FramingError, StreamFramer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,22 +23,29 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
+    let mid_write = AtomicBool::new(false);
     let reason = tokio::select! {
         reason = read(&connection, &mut reader) => reason,
-        reason = write(&connection, &mut writer, &mut queue) => reason,
+        reason = write(&connection, &mut writer, &mut queue, &mid_write) => reason,
     };
+    // If the reader ended while a write was under way, part of a message may be on the
+    // wire: anything written after it would be misframed by the peer.
+    let interrupted = mid_write.load(Ordering::Relaxed);
     let shared = connection.shared.clone();
     let transport = connection.transport;
     let finish = |pending: Vec<Outbound>| async move {
-        let counters = shared.counters.of(transport);
-        let mut batch = BytesMut::new();
-        for item in pending {
-            batch.extend_from_slice(&wire_bytes(counters, item));
+        if !interrupted {
+            let counters = shared.counters.of(transport);
+            let mut batch = BytesMut::new();
+            for item in pending {
+                batch.extend_from_slice(&wire_bytes(counters, item));
+            }
+            if writer.write_all(&batch).await.is_err() {
+                return;
+            }
         }
-        if writer.write_all(&batch).await.is_ok() {
-            // Flushes, then FIN (or TLS close_notify).
-            let _ = writer.shutdown().await;
-        }
+        // Flushes, then FIN (or TLS close_notify).
+        let _ = writer.shutdown().await;
     };
     connection.close(reason, queue, finish).await;
 }
@@ -105,6 +114,7 @@ async fn write<W>(
     connection: &Connection,
     writer: &mut W,
     queue: &mut mpsc::Receiver<Outbound>,
+    mid_write: &AtomicBool,
 ) -> CloseReason
 where
     W: AsyncWrite + Unpin,
@@ -125,6 +135,7 @@ where
             }
             bytes = batch.freeze();
         }
+        mid_write.store(true, Ordering::Relaxed);
         let written = async {
             writer.write_all(&bytes).await?;
             writer.flush().await
@@ -132,6 +143,7 @@ where
         if let Err(error) = written.await {
             return CloseReason::Io(error);
         }
+        mid_write.store(false, Ordering::Relaxed);
         connection.activity.touch();
     }
     CloseReason::Shutdown

@@ -163,6 +163,41 @@ async fn client_disconnect_is_reported_and_the_flow_is_gone() {
 }
 
 #[tokio::test]
+async fn sending_faster_than_a_peer_reads_fails_with_queue_full() {
+    let (transports, mut events) = start(TransportConfig {
+        limits: Limits {
+            send_queue_capacity: 4,
+            ..Limits::default()
+        },
+        ..config()
+    })
+    .await;
+    let mut client = connect(&transports).await;
+    client.write_all(&request("slow")).await.unwrap();
+    let flow = next_message(&mut events).await.flow;
+    // The client reads nothing; sooner or later the kernel buffers and the queue fill up.
+    let big = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+    let mut sent = 0;
+    let full = loop {
+        match transports.send(flow, big.clone()).await {
+            Ok(()) => sent += 1,
+            Err(error) => break error,
+        }
+        assert!(sent < 10_000, "the queue never filled");
+        tokio::task::yield_now().await;
+    };
+    assert!(
+        matches!(full, SendError::QueueFull(f) if f == flow),
+        "{full}"
+    );
+    assert_eq!(transports.counters().tcp.send_failures, 1);
+    // The connection stays: once the client reads, what was queued arrives.
+    let expected = sent * big.len();
+    assert_eq!(read_exact(&mut client, expected).await.len(), expected);
+    transports.shutdown().await;
+}
+
+#[tokio::test]
 async fn idle_unregistered_connections_close_registered_ones_stay() {
     let idle = Duration::from_millis(200);
     let registered_idle = Duration::from_millis(800);
