@@ -9,6 +9,7 @@ use sip_message::{Contact, ContactAddr, HeaderName, Message, Uri};
 use sipd_store::{Binding, BindingChange};
 
 use crate::config::RegistrarConfig;
+use crate::response::header_safe;
 
 /// Transport the REGISTER arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +167,7 @@ pub(crate) fn apply(
             cseq,
             user_agent: request
                 .user_agent()
-                .map(|ua| String::from_utf8_lossy(ua).into_owned()),
+                .map(|ua| header_safe(&String::from_utf8_lossy(ua)).into_owned()),
             path: path.as_deref(),
             source,
             now_ms,
@@ -203,11 +204,13 @@ fn supported_extensions(request: &Message) -> Result<(bool, bool), Refusal> {
     Ok((path, outbound))
 }
 
-/// The request's Path values in order, comma-joined as stored and echoed.
+/// The request's Path values in order, comma-joined as stored and echoed (folded line breaks
+/// flattened: the proxy turns them into Route headers).
 fn joined_path(request: &Message) -> Option<String> {
     let mut joined: Option<String> = None;
     for value in request.headers_named(HeaderName::Path) {
         let value = String::from_utf8_lossy(value);
+        let value = header_safe(&value);
         match &mut joined {
             Some(joined) => {
                 joined.push_str(", ");

@@ -452,3 +452,11 @@ fn configuration_is_checked() {
         "the secret stays out of Debug"
     );
 }
+
+#[test]
+fn the_core_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Registrar>();
+    shareable::<sipd_registrar::PendingAuth<'static>>();
+    shareable::<sipd_registrar::Registration>();
+}

@@ -519,12 +519,13 @@ fn path_is_stored_and_echoed_in_order_when_supported() {
     let mut req = alice()
         .header("Supported: path")
         .header("Path: <sip:p1.example.com;lr>")
-        .header("Path: <sip:p2.example.com;lr>, <sip:p3.example.com;lr>")
+        .header("Path: <sip:p2.example.com;lr>,\r\n <sip:p3.example.com;lr>")
         .contact(PHONE);
     req.vias
         .insert(0, "SIP/2.0/UDP p1.example.com;branch=z9hG4bK-p1".to_owned());
     let registration = fx.register(&mut req);
-    let path = "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>, <sip:p3.example.com;lr>";
+    // The folded line break is flattened.
+    let path = "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>,   <sip:p3.example.com;lr>";
     assert_eq!(fx.store[0].path.as_deref(), Some(path));
     assert_eq!(header_values(&registration.response, "Path"), [path]);
     assert!(header_values(&registration.response, "Supported")[0].contains("path"));
