@@ -26,7 +26,8 @@ pub struct TransportConfig {
     pub certificate: Option<CertificateFiles>,
     /// The SIP domain, named by a generated self-signed certificate.
     pub domain: String,
-    /// How often the certificate files are checked for changes (they are also re-read on SIGHUP).
+    /// How often the certificate files are checked for changes; zero: never (they are also
+    /// re-read on SIGHUP).
     pub certificate_poll_interval: Duration,
     /// Receive buffer asked for the UDP socket, to ride out bursts while the core is busy.
     /// Best effort: Linux caps it at `net.core.rmem_max`.

@@ -108,6 +108,13 @@ impl Activity {
     }
 }
 
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug)]
 pub(crate) enum CloseReason {
@@ -239,12 +246,13 @@ impl Connection {
                 } else {
                     limits.idle_timeout
                 };
-                let deadline = self.activity.last() + limit;
-                if Instant::now() >= deadline {
+                // A limit too large to add means never.
+                let deadline = self.activity.last().checked_add(limit);
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return;
                 }
                 tokio::select! {
-                    () = tokio::time::sleep_until(deadline.into()) => {}
+                    () = sleep_until(deadline) => {}
                     _ = registered.changed() => {}
                 }
             }

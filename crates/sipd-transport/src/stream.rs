@@ -124,7 +124,7 @@ where
     while let Some(first) = queue.recv().await {
         let mut bytes = wire_bytes(counters, first);
         if let Ok(second) = queue.try_recv() {
-            let mut batch = BytesMut::with_capacity(BATCH_LIMIT.min(bytes.len() * 4));
+            let mut batch = BytesMut::with_capacity(BATCH_LIMIT.min(bytes.len().saturating_mul(4)));
             batch.extend_from_slice(&bytes);
             batch.extend_from_slice(&wire_bytes(counters, second));
             while batch.len() < BATCH_LIMIT {

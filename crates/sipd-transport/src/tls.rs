@@ -207,13 +207,17 @@ pub(crate) async fn watch(
     mut hangups: tokio::signal::unix::Signal,
     poll_interval: Duration,
 ) {
-    let mut poll = tokio::time::interval(poll_interval);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A zero interval (which `interval` refuses) turns polling off.
+    let mut poll = (!poll_interval.is_zero()).then(|| {
+        let mut poll = tokio::time::interval(poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll
+    });
     loop {
         tokio::select! {
             () = shared.closing.cancelled() => return,
             _ = hangups.recv() => info!("SIGHUP: reloading the TLS certificate"),
-            _ = poll.tick() => {
+            () = next_tick(&mut poll) => {
                 if !store.files_changed() {
                     continue;
                 }
@@ -222,6 +226,15 @@ pub(crate) async fn watch(
         }
         // Result logged and counted inside.
         let _ = reload_and_report(&shared, &store);
+    }
+}
+
+async fn next_tick(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(poll) => {
+            poll.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

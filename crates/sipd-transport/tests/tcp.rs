@@ -356,3 +356,38 @@ async fn bind_errors_name_the_listener_and_address() {
     );
     transports.shutdown().await;
 }
+
+#[tokio::test]
+async fn extreme_limits_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = certificate_files(dir.path());
+    write_certificate(&files, "sip.example.test");
+    let (transports, mut events) = start(TransportConfig {
+        certificate: Some(files),
+        certificate_poll_interval: Duration::ZERO,
+        event_queue_capacity: 0,
+        udp_receive_buffer: usize::MAX,
+        limits: Limits {
+            max_message_size: usize::MAX,
+            idle_timeout: Duration::MAX,
+            registered_idle_timeout: Duration::MAX,
+            tls_handshake_timeout: Duration::MAX,
+            websocket_handshake_timeout: Duration::MAX,
+            send_queue_capacity: 0,
+            close_timeout: Duration::MAX,
+            ..Limits::default()
+        },
+        ..config()
+    })
+    .await;
+    let mut client = connect(&transports).await;
+    client.write_all(&request("x")).await.unwrap();
+    let flow = next_message(&mut events).await.flow;
+    transports.set_flow_registered(flow, true).unwrap();
+    transports.send(flow, response("x")).await.unwrap();
+    assert_eq!(
+        read_exact(&mut client, response("x").len()).await,
+        response("x")
+    );
+    transports.shutdown().await;
+}
