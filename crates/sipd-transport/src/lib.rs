@@ -16,6 +16,30 @@
 //!   [`Transports::reload_certificates`]; self-signed when none is configured.
 //! * Observability: [`Transports::counters`]. Stop: [`Transports::stop_accepting`], then
 //!   [`Transports::shutdown`].
+//!
+//! ```no_run
+//! use sipd_transport::{TransportConfig, TransportEvent, Transports};
+//! # fn answer(_request: &[u8]) -> Option<bytes::Bytes> { None }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (transports, mut events) = Transports::start(TransportConfig::default()).await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         TransportEvent::Message(inbound) => {
+//!             // Parse, run transactions, decide; then answer on the flow it came from.
+//!             if let Some(response) = answer(&inbound.message) {
+//!                 transports.send(inbound.flow, response).await?;
+//!             }
+//!         }
+//!         TransportEvent::FlowClosed(flow) => {
+//!             // Bindings reachable only through `flow` are now unreachable.
+//!             let _ = flow;
+//!         }
+//!     }
+//! }
+//! transports.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod config;
 mod connection;
