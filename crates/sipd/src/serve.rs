@@ -1,16 +1,18 @@
-//! `sipd serve`: migrate, serve the REST API, stop gracefully on SIGINT/SIGTERM.
+//! `sipd serve`: migrate, serve the REST API and SIP, stop gracefully on SIGINT/SIGTERM.
 //!
 //! A database that is down at start is not fatal: the API answers 503 while migrations are
 //! retried in the background. A migration that fails for any other reason stops the server.
 
-use crate::config::{Config, SipConfig};
-use crate::database;
+use crate::config::Config;
+use crate::sip::SipServer;
+use crate::{database, secret};
 use anyhow::Context;
 use sipd_api::ApiState;
 use sipd_store::{Store, StoreError};
 use std::future::{pending, IntoFuture};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -24,7 +26,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sip_domain = %config.sip.domain,
         "sipd starting"
     );
-    log_sip_listeners(&config.sip);
+    let mut signals = ShutdownSignals::install()?;
 
     let store = database::open(&config).await?;
     let schema_ready = match store.migrate().await {
@@ -54,6 +56,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         sip_domain: config.sip.domain.clone(),
     });
+    let secret_key = secret::resolve(config.security.secret_key.as_ref(), &config.data.dir)?;
+    let sip = SipServer::start(&config, store.clone(), &secret_key).await?;
+
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -73,9 +78,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut server => return result.context("the API server stopped unexpectedly"),
         error = migrations => return Err(error),
-        signal = shutdown_signal() => info!("{signal} received: shutting down"),
+        signal = signals.recv() => info!("{signal} received: shutting down"),
     }
     let _ = stop.send(());
+    // SIP first: REGISTERs in flight commit and the registrar flushes while the pool is open.
+    sip.shutdown(config.api.shutdown_timeout).await;
     match tokio::time::timeout(config.api.shutdown_timeout, server).await {
         Ok(result) => {
             result.context("the API server failed while shutting down")?;
@@ -90,16 +97,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     info!("sipd stopped");
     Ok(())
-}
-
-fn log_sip_listeners(sip: &SipConfig) {
-    info!(
-        udp = %sip.udp,
-        tcp = %sip.tcp,
-        tls = %sip.tls,
-        wss = %sip.wss,
-        "SIP listeners are configured but not served yet (SIP transports arrive in a later release)"
-    );
 }
 
 /// Retries migrations with backoff until they succeed, then waits forever; returns only the
@@ -122,31 +119,26 @@ async fn keep_migrating(store: &Store) -> anyhow::Error {
     }
 }
 
-/// Resolves with the name of the first SIGINT or SIGTERM.
-async fn shutdown_signal() -> &'static str {
-    let interrupt = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "SIGINT",
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGINT");
-                pending().await
-            }
+/// SIGINT and SIGTERM handlers. Installed before the API is announced: a signal sent right
+/// after the "API listening" line must stop sipd gracefully, not kill it by default action.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    /// Resolves with the name of the first signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signals) => {
-                signals.recv().await;
-                "SIGTERM"
-            }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
-                pending().await
-            }
-        }
-    };
-    tokio::select! {
-        name = interrupt => name,
-        name = terminate => name,
     }
 }
