@@ -46,7 +46,7 @@ class Sipd:
                 "SIPD_LOG_LEVEL": os.environ.get("SIPD_HARNESS_LOG_LEVEL", "info"),
             }
         )
-        for transport in ("udp", "tcp", "tls", "wss"):
+        for transport in ("udp", "tcp", "tls", "wss", "ws"):
             self.env[f"SIPD_SIP_{transport.upper()}"] = self.sip.get(transport, "off")
         if extra_env:
             self.env.update(extra_env)
