@@ -46,7 +46,7 @@
 //!   `/work/notes/registrar-needs-from-sip-message.md`.
 //! * The To AOR must be `sip:`/`sips:` with our domain as host (case-insensitive, any port) and
 //!   the authenticated user name as user part (exact, after unescaping). Another domain gets
-//!   `403 Domain Not Served` before authentication; another user's AOR `403` after it. The
+//!   `403` before authentication; another user's AOR `403` after it. The
 //!   Request-URI is not checked (devices often address the registrar by IP).
 //! * Out-of-order CSeq for the same Call-ID fails the whole REGISTER with 500, as RFC 3261
 //!   §10.3 step 7 and its last paragraph require.

@@ -160,7 +160,7 @@ impl Registrar {
             return Err(self.respond(request, 420, None, &[("Unsupported", &unsupported)]));
         }
         if self.aor_user(request).is_none() {
-            return Err(self.respond(request, 403, Some("Domain Not Served"), &[]));
+            return Err(self.respond(request, 403, Some("Not an AOR of This Domain"), &[]));
         }
 
         // Credentials for other realms (other servers on the way) are not ours to judge.
