@@ -1,7 +1,7 @@
 //! Registration bindings, shared by every sipd node through the database.
 
 use crate::sql::{get, is_foreign_key_violation};
-use crate::{Binding, Result, Store, StoreError};
+use crate::{Backend, Binding, Result, Store, StoreError};
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -15,6 +15,15 @@ use std::sync::OnceLock;
 pub enum BindingChange {
     /// Insert the binding, or replace the one with the same endpoint and contact URI.
     Upsert(Binding),
+    /// `Upsert`, but only if the endpoint's credentials are still those the REGISTER was
+    /// authenticated with (`Credentials::credentials_changed_at` in Unix milliseconds);
+    /// otherwise the request fails with `InvalidReference("credentials")` and the registrar
+    /// challenges again. This closes the race with a concurrent password change: a REGISTER
+    /// authenticated with the old password never leaves a binding behind.
+    UpsertAuthenticated {
+        binding: Binding,
+        credentials_changed_at_ms: i64,
+    },
     /// Remove one binding (a `Contact: …;expires=0`, or an RFC 5626 flow replaced by a new
     /// contact: the registrar sends `Delete` of the old contact, then `Upsert` of the new).
     Delete {
@@ -28,7 +37,9 @@ pub enum BindingChange {
 impl BindingChange {
     pub fn endpoint_pk(&self) -> i64 {
         match self {
-            BindingChange::Upsert(binding) => binding.endpoint_pk,
+            BindingChange::Upsert(binding) | BindingChange::UpsertAuthenticated { binding, .. } => {
+                binding.endpoint_pk
+            }
             BindingChange::Delete { endpoint_pk, .. }
             | BindingChange::DeleteAllForEndpoint { endpoint_pk } => *endpoint_pk,
         }
@@ -51,7 +62,14 @@ const MAX_ROWS_LOG2: u32 = 9;
 struct BindingPlan<'a> {
     clear_endpoints: BTreeSet<i64>,
     /// `None`: delete the binding.
-    last_word: BTreeMap<(i64, &'a str), Option<&'a Binding>>,
+    last_word: BTreeMap<(i64, &'a str), Option<Upsert<'a>>>,
+}
+
+#[derive(Clone, Copy)]
+struct Upsert<'a> {
+    binding: &'a Binding,
+    /// The endpoint's `credentials_changed_at` this upsert requires.
+    credentials_changed_at_ms: Option<i64>,
 }
 
 impl<'a> BindingPlan<'a> {
@@ -59,10 +77,11 @@ impl<'a> BindingPlan<'a> {
         let mut plan = BindingPlan::default();
         for change in changes {
             match change {
-                BindingChange::Upsert(binding) => {
-                    let key = (binding.endpoint_pk, binding.contact_uri.as_str());
-                    plan.last_word.insert(key, Some(binding));
-                }
+                BindingChange::Upsert(binding) => plan.upsert(binding, None),
+                BindingChange::UpsertAuthenticated {
+                    binding,
+                    credentials_changed_at_ms,
+                } => plan.upsert(binding, Some(*credentials_changed_at_ms)),
                 BindingChange::Delete {
                     endpoint_pk,
                     contact_uri,
@@ -91,6 +110,27 @@ impl<'a> BindingPlan<'a> {
         }
         plan
     }
+
+    fn upsert(&mut self, binding: &'a Binding, credentials_changed_at_ms: Option<i64>) {
+        let key = (binding.endpoint_pk, binding.contact_uri.as_str());
+        let upsert = Upsert {
+            binding,
+            credentials_changed_at_ms,
+        };
+        self.last_word.insert(key, Some(upsert));
+    }
+
+    /// (endpoint, required `credentials_changed_at`) of the authenticated upserts.
+    fn credential_checks(&self) -> BTreeSet<(i64, i64)> {
+        self.last_word
+            .values()
+            .flatten()
+            .filter_map(|upsert| {
+                let required = upsert.credentials_changed_at_ms?;
+                Some((upsert.binding.endpoint_pk, required))
+            })
+            .collect()
+    }
 }
 
 /// Split `items` into chunks whose lengths are powers of two (largest first).
@@ -111,23 +151,67 @@ fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Statement texts for 1, 2, 4, … 512 rows, built once.
+/// Statement texts for 1, 2, 4, … 512 rows, built once per backend.
 struct BindingStatements {
     upsert: Vec<String>,
     delete: Vec<String>,
     clear: Vec<String>,
+    credentials: Vec<String>,
 }
 
-fn statements() -> &'static BindingStatements {
-    static STATEMENTS: OnceLock<BindingStatements> = OnceLock::new();
-    STATEMENTS.get_or_init(|| {
+fn statements(backend: Backend) -> &'static BindingStatements {
+    static POSTGRES: OnceLock<BindingStatements> = OnceLock::new();
+    static SQLITE: OnceLock<BindingStatements> = OnceLock::new();
+    let cell = match backend {
+        Backend::Postgres => &POSTGRES,
+        Backend::Sqlite => &SQLITE,
+    };
+    cell.get_or_init(|| {
         let sizes = || (0..=MAX_ROWS_LOG2).map(|log2| 1usize << log2);
+        let mut placeholders = Placeholders::new(backend);
         BindingStatements {
-            upsert: sizes().map(upsert_statement).collect(),
-            delete: sizes().map(delete_statement).collect(),
-            clear: sizes().map(clear_statement).collect(),
+            upsert: sizes()
+                .map(|rows| upsert_statement(&mut placeholders, rows))
+                .collect(),
+            delete: sizes()
+                .map(|rows| delete_statement(&mut placeholders, rows))
+                .collect(),
+            clear: sizes()
+                .map(|rows| clear_statement(&mut placeholders, rows))
+                .collect(),
+            credentials: sizes()
+                .map(|rows| credentials_statement(&mut placeholders, rows))
+                .collect(),
         }
     })
+}
+
+/// Numbered `$N` placeholders on PostgreSQL; anonymous `?` on SQLite, whose named-parameter
+/// lookup (sqlx binds through `sqlite3_bind_parameter_name`) is linear in the parameter count
+/// and made 512-row statements quadratic. Every statement here uses each value once, in order.
+struct Placeholders {
+    backend: Backend,
+    next: usize,
+}
+
+impl Placeholders {
+    fn new(backend: Backend) -> Placeholders {
+        Placeholders { backend, next: 0 }
+    }
+
+    /// Start a new statement.
+    fn reset(&mut self) -> &mut Placeholders {
+        self.next = 0;
+        self
+    }
+
+    fn next(&mut self) -> String {
+        self.next += 1;
+        match self.backend {
+            Backend::Postgres => format!("${}", self.next),
+            Backend::Sqlite => "?".to_owned(),
+        }
+    }
 }
 
 fn statement_for(texts: &[String], rows: usize) -> &str {
@@ -137,23 +221,20 @@ fn statement_for(texts: &[String], rows: usize) -> &str {
         .unwrap_or_default()
 }
 
-fn upsert_statement(rows: usize) -> String {
-    let mut text = format!("INSERT INTO registrations ({BINDING_COLUMNS}) VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            text.push_str(", ");
-        }
-        text.push('(');
-        for column in 0..BINDING_COLUMN_COUNT {
-            if column > 0 {
-                text.push_str(", ");
-            }
-            text.push_str(&format!("${}", row * BINDING_COLUMN_COUNT + column + 1));
-        }
-        text.push(')');
-    }
-    text.push_str(UPSERT_CONFLICT);
-    text
+fn upsert_statement(placeholders: &mut Placeholders, rows: usize) -> String {
+    placeholders.reset();
+    let values: Vec<String> = (0..rows)
+        .map(|_| {
+            let row: Vec<String> = (0..BINDING_COLUMN_COUNT)
+                .map(|_| placeholders.next())
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO registrations ({BINDING_COLUMNS}) VALUES {}{UPSERT_CONFLICT}",
+        values.join(", ")
+    )
 }
 
 const UPSERT_CONFLICT: &str = " ON CONFLICT (endpoint_pk, contact_uri) DO UPDATE SET \
@@ -163,32 +244,92 @@ const UPSERT_CONFLICT: &str = " ON CONFLICT (endpoint_pk, contact_uri) DO UPDATE
      instance_id = excluded.instance_id, reg_id = excluded.reg_id, path = excluded.path, \
      node_id = excluded.node_id, updated_at = excluded.updated_at";
 
-fn delete_statement(rows: usize) -> String {
-    let mut text = String::from("DELETE FROM registrations WHERE ");
-    for row in 0..rows {
-        if row > 0 {
-            text.push_str(" OR ");
-        }
-        text.push_str(&format!(
-            "(endpoint_pk = ${} AND contact_uri = ${})",
-            2 * row + 1,
-            2 * row + 2
-        ));
-    }
-    text
+fn delete_statement(placeholders: &mut Placeholders, rows: usize) -> String {
+    placeholders.reset();
+    let keys: Vec<String> = (0..rows)
+        .map(|_| {
+            let endpoint_pk = placeholders.next();
+            let contact_uri = placeholders.next();
+            format!("(endpoint_pk = {endpoint_pk} AND contact_uri = {contact_uri})")
+        })
+        .collect();
+    format!("DELETE FROM registrations WHERE {}", keys.join(" OR "))
 }
 
-fn clear_statement(rows: usize) -> String {
-    let placeholders: Vec<String> = (1..=rows).map(|n| format!("${n}")).collect();
+fn clear_statement(placeholders: &mut Placeholders, rows: usize) -> String {
     format!(
         "DELETE FROM registrations WHERE endpoint_pk IN ({})",
-        placeholders.join(", ")
+        placeholder_list(placeholders, rows)
     )
 }
 
+fn credentials_statement(placeholders: &mut Placeholders, rows: usize) -> String {
+    format!(
+        "SELECT id, credentials_changed_at FROM endpoints WHERE id IN ({})",
+        placeholder_list(placeholders, rows)
+    )
+}
+
+/// `$1, $2, …` (or `?, ?, …`) for a new statement.
+fn placeholder_list(placeholders: &mut Placeholders, count: usize) -> String {
+    placeholders.reset();
+    let list: Vec<String> = (0..count).map(|_| placeholders.next()).collect();
+    list.join(", ")
+}
+
+/// Fail unless every endpoint in `checks` exists and has the required `credentials_changed_at`.
+async fn check_credentials(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    checks: &BTreeSet<(i64, i64)>,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        // Taken first, so a password change (which takes SHARE ROW EXCLUSIVE on this table
+        // before it changes the endpoint) either waits for this transaction and then deletes
+        // its bindings, or commits before the check below reads its new stamp. On SQLite
+        // write transactions are serial already.
+        sqlx::query("LOCK TABLE registrations IN ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let endpoints: Vec<i64> = checks
+        .iter()
+        .map(|(endpoint_pk, _)| *endpoint_pk)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let texts = statements(backend);
+    let mut stamps = BTreeMap::new();
+    for chunk in power_of_two_chunks(&endpoints) {
+        let mut query = sqlx::query(statement_for(&texts.credentials, chunk.len()));
+        for endpoint_pk in chunk {
+            query = query.bind(*endpoint_pk);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let endpoint_pk: i64 = get(&row, "id")?;
+            let stamp: i64 = get(&row, "credentials_changed_at")?;
+            stamps.insert(endpoint_pk, stamp);
+        }
+    }
+    for (endpoint_pk, required) in checks {
+        match stamps.get(endpoint_pk) {
+            None => return Err(StoreError::InvalidReference("endpoint")),
+            Some(stamp) if stamp != required => {
+                return Err(StoreError::InvalidReference("credentials"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Apply `plan` on `conn` (inside the caller's transaction).
-async fn apply_plan(conn: &mut AnyConnection, plan: &BindingPlan<'_>) -> Result<()> {
-    let texts = statements();
+async fn apply_plan(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    plan: &BindingPlan<'_>,
+) -> Result<()> {
+    let texts = statements(backend);
     let clear: Vec<i64> = plan.clear_endpoints.iter().copied().collect();
     for chunk in power_of_two_chunks(&clear) {
         let mut query = sqlx::query(statement_for(&texts.clear, chunk.len()));
@@ -210,7 +351,16 @@ async fn apply_plan(conn: &mut AnyConnection, plan: &BindingPlan<'_>) -> Result<
         }
         query.execute(&mut *conn).await?;
     }
-    let upserts: Vec<&Binding> = plan.last_word.values().filter_map(|b| *b).collect();
+    let checks = plan.credential_checks();
+    if !checks.is_empty() {
+        check_credentials(conn, backend, &checks).await?;
+    }
+    let upserts: Vec<&Binding> = plan
+        .last_word
+        .values()
+        .flatten()
+        .map(|upsert| upsert.binding)
+        .collect();
     for chunk in power_of_two_chunks(&upserts) {
         let mut query = sqlx::query(statement_for(&texts.upsert, chunk.len()));
         for binding in chunk {
@@ -367,7 +517,7 @@ impl Store {
         }
         let plan = BindingPlan::new(changes);
         let mut tx = self.begin_write().await?;
-        apply_plan(&mut tx, &plan).await?;
+        apply_plan(&mut tx, self.backend, &plan).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use crate::sql::{
     get, get_bool, get_time, is_foreign_key_violation, now_ms, unique_violation, Sql, ID_ATTEMPTS,
 };
 use crate::{
-    secrets, ApplicationRef, Credentials, Endpoint, EndpointChange, EndpointChangeKind,
+    secrets, ApplicationRef, Backend, Credentials, Endpoint, EndpointChange, EndpointChangeKind,
     EndpointFilter, EndpointPatch, NewEndpoint, RegistrationSummary, Result, Scope, Store,
     StoreError,
 };
@@ -281,6 +281,14 @@ impl Store {
     ) -> Result<Option<Endpoint>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        if patch.password.is_some() && self.backend == Backend::Postgres {
+            // Waits for binding transactions in flight, whose rows the DELETE below must see,
+            // and makes those that check credentials (`UpsertAuthenticated`) wait for this one.
+            // First, before any row lock, so the two never wait on each other.
+            sqlx::query("LOCK TABLE registrations IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
         let Some((id, username)) = find_in_scope(&mut tx, scope, endpoint_id).await? else {
             return Ok(None);
         };

@@ -11,6 +11,12 @@
 //! backends accept them); times are BIGINT Unix milliseconds, booleans BOOLEAN (PostgreSQL) or
 //! 0/1 INTEGER (SQLite). Schemas: `migrations/postgres` and `migrations/sqlite`.
 //!
+//! Registrar support: [`Store::binding_writer`] commits binding changes with group commit
+//! (concurrent REGISTERs share one transaction; each is answered after its commit),
+//! [`Store::live_bindings`] reloads them at start, [`Store::purge_expired_bindings`] cleans up,
+//! and [`Store::subscribe_endpoint_changes`] tells every node's caches about password changes
+//! and deleted endpoints (LISTEN/NOTIFY on PostgreSQL).
+//!
 //! Cargo feature `testing`: `testing::fresh_store()` gives tests of any crate an empty, migrated
 //! store (SQLite, or PostgreSQL when `SIPD_TEST_DATABASE_URL` is set).
 

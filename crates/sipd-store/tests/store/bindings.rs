@@ -317,3 +317,79 @@ async fn writer_reports_an_unreachable_database() {
         "{failed:?}"
     );
 }
+
+#[tokio::test]
+async fn authenticated_upsert_requires_the_current_credentials() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let authenticated_at = store
+        .credentials_by_username("phone")
+        .await
+        .unwrap()
+        .unwrap()
+        .credentials_changed_at
+        .timestamp_millis();
+    let now = now_ms();
+    let upsert =
+        |contact: &str, credentials_changed_at_ms: i64| BindingChange::UpsertAuthenticated {
+            binding: binding(&phone, contact, now + 60_000, now),
+            credentials_changed_at_ms,
+        };
+    let writer = store.binding_writer();
+    writer
+        .commit(vec![upsert("sip:1@192.0.2.1", authenticated_at)])
+        .await
+        .unwrap();
+
+    // The password changes between the digest check and the commit.
+    store
+        .update_endpoint(
+            sipd_store::Scope::Account(account.id),
+            &phone.endpoint_id,
+            sipd_store::EndpointPatch {
+                password: Some("changed".to_owned()),
+                ..sipd_store::EndpointPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = writer
+        .commit(vec![upsert("sip:2@192.0.2.1", authenticated_at)])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::InvalidReference("credentials"))),
+        "{stale:?}"
+    );
+    assert!(
+        live(&store).await.is_empty(),
+        "the password change removed sip:1"
+    );
+
+    let reauthenticated = store
+        .credentials_by_username("phone")
+        .await
+        .unwrap()
+        .unwrap()
+        .credentials_changed_at
+        .timestamp_millis();
+    writer
+        .commit(vec![upsert("sip:2@192.0.2.1", reauthenticated)])
+        .await
+        .unwrap();
+    assert_eq!(live(&store).await.len(), 1);
+
+    let mut ghost = binding(&phone, "sip:ghost@192.0.2.9", now + 60_000, now);
+    ghost.endpoint_pk = phone.id + 1_000_000;
+    let unknown = writer
+        .commit(vec![BindingChange::UpsertAuthenticated {
+            binding: ghost,
+            credentials_changed_at_ms: reauthenticated,
+        }])
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::InvalidReference("endpoint"))),
+        "{unknown:?}"
+    );
+}
