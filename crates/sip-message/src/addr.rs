@@ -169,6 +169,9 @@ impl<'a> NameAddr<'a> {
 }
 
 /// A Contact value: `*` or an address with registration parameters.
+// A borrowed view made per read on the registrar's hot path: boxing the large
+// variant would cost an allocation per Contact for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contact<'a> {
     /// `Contact: *` (remove all bindings, REGISTER only).
