@@ -1,8 +1,10 @@
 //! Group commit of binding changes: concurrent REGISTERs share one transaction, and each is
 //! answered only after the transaction holding its changes has committed.
 
-use crate::{BindingChange, Result, Store, StoreError};
+use crate::{Backend, BindingChange, Result, Store, StoreError};
+use std::collections::{BTreeSet, HashMap};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// Changes one transaction takes at most (a single larger request still goes in one).
 pub const DEFAULT_MAX_BATCH_CHANGES: usize = 1_000;
@@ -13,9 +15,11 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// Handle to a binding writer task; cheap to clone. Create one per store with
 /// [`Store::binding_writer`] and share it.
 ///
-/// The task commits one transaction at a time. While one is in flight, new requests queue; the
-/// next transaction takes everything queued, up to the batch limit. Within a transaction, the
-/// last change for an (endpoint, contact URI) wins, and every request is acknowledged.
+/// While a transaction is in flight, new requests queue; the next transaction takes everything
+/// queued, up to the batch limit. On PostgreSQL two transactions may be in flight, never with
+/// an endpoint in common, so one endpoint's changes commit in the order they were submitted.
+/// Within a transaction, the last change for an (endpoint, contact URI) wins, and every request
+/// is acknowledged.
 ///
 /// The task ends, after committing whatever is queued, when the last handle is dropped.
 #[derive(Clone, Debug)]
@@ -68,26 +72,65 @@ impl Store {
     }
 }
 
+/// Transactions in flight at once on PostgreSQL: one executes while the other waits for its
+/// commit to reach the disk. SQLite has one writer at a time anyway (and a lock wait there
+/// means sleeping in the busy handler), so one.
+const POSTGRES_TRANSACTIONS_IN_FLIGHT: usize = 2;
+
 async fn run_writer(
     store: Store,
     mut queue: mpsc::Receiver<CommitRequest>,
     max_batch_changes: usize,
 ) {
-    // A request that did not fit in the previous batch opens the next one.
+    let max_in_flight = match store.backend {
+        Backend::Postgres => POSTGRES_TRANSACTIONS_IN_FLIGHT,
+        Backend::Sqlite => 1,
+    };
+    let mut in_flight = InFlight::default();
+    // The request that did not fit in the previous batch, or touches an endpoint of a
+    // transaction in flight: it opens the next batch, and nothing overtakes it.
     let mut carried: Option<CommitRequest> = None;
     loop {
+        let slot_free = in_flight.batches.len() < max_in_flight;
         let first = match carried.take() {
-            Some(request) => request,
-            None => match queue.recv().await {
-                Some(request) => request,
-                None => return,
+            Some(request) if slot_free && !in_flight.touches(&request) => request,
+            Some(request) => {
+                carried = Some(request);
+                in_flight.finish_one().await;
+                continue;
+            }
+            None if !slot_free => {
+                in_flight.finish_one().await;
+                continue;
+            }
+            None => tokio::select! {
+                request = queue.recv() => match request {
+                    Some(request) if in_flight.touches(&request) => {
+                        carried = Some(request);
+                        continue;
+                    }
+                    Some(request) => request,
+                    None => {
+                        while !in_flight.batches.is_empty() {
+                            in_flight.finish_one().await;
+                        }
+                        return;
+                    }
+                },
+                Some(finished) = in_flight.batches.join_next_with_id() => {
+                    in_flight.release(finished);
+                    continue;
+                }
             },
         };
         let mut batch = Batch::default();
         batch.push(first);
         while batch.changes.len() < max_batch_changes {
             match queue.try_recv() {
-                Ok(request) if batch.changes.len() + request.changes.len() > max_batch_changes => {
+                Ok(request)
+                    if batch.changes.len() + request.changes.len() > max_batch_changes
+                        || in_flight.touches(&request) =>
+                {
                     carried = Some(request);
                     break;
                 }
@@ -95,7 +138,57 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        batch.commit(&store).await;
+        in_flight.start(&store, batch);
+    }
+}
+
+/// Transactions in flight and the endpoints they touch: a transaction in flight never shares
+/// an endpoint with another, so changes to one endpoint commit in submission order (and
+/// concurrent transactions never wait on each other's rows).
+#[derive(Default)]
+struct InFlight {
+    batches: JoinSet<()>,
+    endpoints: HashMap<tokio::task::Id, BTreeSet<i64>>,
+    reserved: BTreeSet<i64>,
+}
+
+impl InFlight {
+    fn touches(&self, request: &CommitRequest) -> bool {
+        request
+            .changes
+            .iter()
+            .any(|change| self.reserved.contains(&change.endpoint_pk()))
+    }
+
+    fn start(&mut self, store: &Store, batch: Batch) {
+        let endpoints: BTreeSet<i64> = batch
+            .changes
+            .iter()
+            .map(BindingChange::endpoint_pk)
+            .collect();
+        self.reserved.extend(endpoints.iter().copied());
+        let store = store.clone();
+        let task = self
+            .batches
+            .spawn(async move { batch.commit(&store).await });
+        self.endpoints.insert(task.id(), endpoints);
+    }
+
+    async fn finish_one(&mut self) {
+        if let Some(finished) = self.batches.join_next_with_id().await {
+            self.release(finished);
+        }
+    }
+
+    fn release(&mut self, finished: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        // A batch task that panicked dropped its waiters, who get `Unavailable`.
+        let id = match finished {
+            Ok((id, ())) => id,
+            Err(err) => err.id(),
+        };
+        for endpoint_pk in self.endpoints.remove(&id).unwrap_or_default() {
+            self.reserved.remove(&endpoint_pk);
+        }
     }
 }
 

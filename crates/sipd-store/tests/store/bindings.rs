@@ -393,3 +393,34 @@ async fn authenticated_upsert_requires_the_current_credentials() {
         "{unknown:?}"
     );
 }
+
+#[tokio::test]
+async fn one_endpoints_changes_commit_in_submission_order() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let other = endpoint(&store, &account, "other").await;
+    let now = now_ms();
+    // One change per transaction, so the requests spread over many transactions, some of them
+    // in flight together (PostgreSQL) when they touch different endpoints.
+    let writer = store.binding_writer_with_batch(1);
+    let commits = (1..=40).map(|cseq| {
+        let target = if cseq % 2 == 0 { &phone } else { &other };
+        let change = BindingChange::Upsert(with_cseq(
+            binding(target, "sip:same@192.0.2.1", now + 60_000, now),
+            cseq,
+        ));
+        writer.commit(vec![change])
+    });
+    let outcomes = timeout(WAIT, futures_util::future::join_all(commits))
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let expected: BTreeMap<_, _> = [
+        (key(&phone, "sip:same@192.0.2.1"), 40),
+        (key(&other, "sip:same@192.0.2.1"), 39),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(live(&store).await, expected);
+}
