@@ -9,6 +9,7 @@ use sip_message::{Contact, ContactAddr, HeaderName, Message, Uri};
 use sipd_store::{Binding, BindingChange};
 
 use crate::config::RegistrarConfig;
+use crate::registrar::Authorized;
 use crate::response::header_safe;
 
 /// Transport the REGISTER arrived over.
@@ -104,11 +105,12 @@ struct Requested<'m> {
     reg_id: Option<u32>,
 }
 
-/// Applies the REGISTER to `current` (the AOR's stored bindings; others are ignored).
+/// Applies the REGISTER of `authorized` to `current` (the AOR's stored bindings; others are
+/// ignored).
 pub(crate) fn apply(
     config: &RegistrarConfig,
     request: &Message,
-    endpoint_pk: i64,
+    authorized: &Authorized,
     current: &[Binding],
     source: &Source<'_>,
     now_ms: i64,
@@ -129,6 +131,7 @@ pub(crate) fn apply(
         .map_err(|_| Refusal::bad("Malformed Contact"))?;
     let (supports_path, supports_outbound) = supported_extensions(request)?;
     let path = joined_path(request);
+    let endpoint_pk = authorized.endpoint_pk();
 
     // Expired bindings are left to the store's purge, which keeps one refreshed meanwhile by
     // another node; deleting them by contact URI here could delete that refresh.
@@ -182,7 +185,12 @@ pub(crate) fn apply(
             contact_uri: b.contact_uri.clone(),
         }));
         let written = slots.iter().filter(|s| s.written);
-        changes.extend(written.map(|s| BindingChange::Upsert(s.binding.clone())));
+        // Conditional on the credentials the REGISTER was authenticated with, so a password
+        // change committed meanwhile leaves no binding behind.
+        changes.extend(written.map(|s| BindingChange::UpsertAuthenticated {
+            binding: s.binding.clone(),
+            credentials_changed_at_ms: authorized.credentials_changed_at_ms(),
+        }));
     }
 
     Ok(Outcome {

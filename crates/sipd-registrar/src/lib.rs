@@ -23,7 +23,9 @@
 //!      `sipd_store::BindingWriter::commit`); if that succeeds, install
 //!      [`Registration::bindings`] as the AOR's location-service entry and send
 //!      [`Registration::response`] (the 200); if it fails, send [`Registrar::commit_failed`]
-//!      (500) and leave the location service alone.
+//!      (500) and leave the location service alone; except when the store refused it
+//!      because the credentials changed meanwhile (`InvalidReference("credentials")`): then
+//!      send [`Registrar::challenge`] (a fresh 401).
 //!
 //! Between steps 2 and 3 the shell awaits I/O: it must serialize REGISTERs of one AOR (e.g. a
 //! per-endpoint lock held from loading the bindings to the commit), or two of them could each

@@ -70,12 +70,18 @@ impl PendingAuth<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorized {
     endpoint_pk: i64,
+    credentials_changed_at_ms: i64,
 }
 
 impl Authorized {
     /// The endpoint (AOR owner) whose bindings [`Registrar::register`] needs.
     pub fn endpoint_pk(&self) -> i64 {
         self.endpoint_pk
+    }
+
+    /// When the credentials the REGISTER was checked against were set (Unix milliseconds).
+    pub fn credentials_changed_at_ms(&self) -> i64 {
+        self.credentials_changed_at_ms
     }
 }
 
@@ -86,7 +92,8 @@ pub struct Registration {
     /// The endpoint whose bindings change.
     pub endpoint_pk: i64,
     /// What to commit, in order and in one transaction (e.g. `BindingWriter::commit`):
-    /// deletions first, then upserts. Empty for a fetch.
+    /// deletions first, then `UpsertAuthenticated`s (conditional on the credentials being
+    /// unchanged). Empty for a fetch.
     pub changes: Vec<BindingChange>,
     /// All live bindings of the AOR once committed: the location service's new entry.
     pub bindings: Vec<Binding>,
@@ -178,7 +185,7 @@ impl Registrar {
             }
         }
         let Some(digest) = ours else {
-            return Err(self.challenge(request, false, now_ms));
+            return Err(self.challenge_with(request, false, now_ms));
         };
         let username = match &digest.username {
             Username::Plain(name) => name.clone(),
@@ -192,17 +199,17 @@ impl Registrar {
         let algorithm = match digest.algorithm {
             DigestAlgorithm::Md5 => Algorithm::Md5,
             DigestAlgorithm::Sha256 => Algorithm::Sha256,
-            _ => return Err(self.challenge(request, false, now_ms)),
+            _ => return Err(self.challenge_with(request, false, now_ms)),
         };
         // Only what the challenge offered: qop=auth (no RFC 2069 digest, which has no replay
         // protection), no userhash.
         let (Some(Qop::Auth), Some(cnonce), Some(nc), false) =
             (&digest.qop, digest.cnonce, digest.nc, digest.userhash)
         else {
-            return Err(self.challenge(request, false, now_ms));
+            return Err(self.challenge_with(request, false, now_ms));
         };
         let Some(nonce_id) = self.nonces.open(&digest.nonce) else {
-            return Err(self.challenge(request, false, now_ms));
+            return Err(self.challenge_with(request, false, now_ms));
         };
         Ok(PendingAuth {
             request,
@@ -246,7 +253,7 @@ impl Registrar {
         };
         let correct = digest::response_matches(pending.algorithm, ha1, &inputs, &pending.response);
         let Some(credentials) = known.filter(|_| correct) else {
-            return Err(self.challenge(request, false, now_ms));
+            return Err(self.challenge_with(request, false, now_ms));
         };
 
         let now = u64::try_from(now_ms).unwrap_or(0);
@@ -256,15 +263,15 @@ impl Registrar {
         // it is treated as expired too.
         let expired =
             now.saturating_sub(issued) > lifetime || issued.saturating_sub(now) > lifetime;
-        let changed_ms =
-            u64::try_from(credentials.credentials_changed_at.timestamp_millis()).unwrap_or(0);
+        let changed_at_ms = credentials.credentials_changed_at.timestamp_millis();
+        let changed_ms = u64::try_from(changed_at_ms).unwrap_or(0);
         if expired
             || issued < changed_ms
             || !self
                 .counts
                 .accept(pending.nonce_id, pending.nc, now.saturating_sub(lifetime))
         {
-            return Err(self.challenge(request, true, now_ms));
+            return Err(self.challenge_with(request, true, now_ms));
         }
 
         let owns_aor = self
@@ -275,6 +282,7 @@ impl Registrar {
         }
         Ok(Authorized {
             endpoint_pk: credentials.endpoint_pk,
+            credentials_changed_at_ms: changed_at_ms,
         })
     }
 
@@ -289,15 +297,8 @@ impl Registrar {
         source: &Source<'_>,
         now_ms: i64,
     ) -> Result<Registration, Response> {
-        let outcome = bindings::apply(
-            &self.config,
-            request,
-            authorized.endpoint_pk,
-            bindings,
-            source,
-            now_ms,
-        )
-        .map_err(|refusal| self.refuse(request, refusal))?;
+        let outcome = bindings::apply(&self.config, request, authorized, bindings, source, now_ms)
+            .map_err(|refusal| self.refuse(request, refusal))?;
         let response = self.ok(request, &outcome, now_ms);
         Ok(Registration {
             endpoint_pk: authorized.endpoint_pk,
@@ -307,7 +308,8 @@ impl Registrar {
         })
     }
 
-    /// The response when committing a [`Registration`] failed (RFC 3261 §10.3: 500).
+    /// The response when committing a [`Registration`] failed for another reason (RFC 3261
+    /// §10.3: 500).
     pub fn commit_failed(&self, request: &Message) -> Response {
         self.respond(request, 500, None, &[])
     }
@@ -328,7 +330,13 @@ impl Registrar {
         sip.user_unescaped()
     }
 
-    fn challenge(&mut self, request: &Message, stale: bool, now_ms: i64) -> Response {
+    /// A fresh 401 challenge: for a commit refused because the credentials changed after the
+    /// REGISTER was authenticated (`StoreError::InvalidReference("credentials")`).
+    pub fn challenge(&mut self, request: &Message, now_ms: i64) -> Response {
+        self.challenge_with(request, false, now_ms)
+    }
+
+    fn challenge_with(&mut self, request: &Message, stale: bool, now_ms: i64) -> Response {
         let nonce = self.nonces.mint(now_ms);
         let offer = |algorithm| {
             DigestChallenge::new(self.config.domain.as_str(), nonce.as_str())

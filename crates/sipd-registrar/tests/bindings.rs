@@ -41,6 +41,14 @@ fn register_stores_the_binding_with_nat_facts() {
     assert_eq!(binding.updated_at_ms, T0);
     assert_eq!(binding.q, None);
     assert_eq!(registration.bindings, &fx.store[..]);
+    // Conditional on the credentials alice authenticated with.
+    assert_eq!(
+        registration.changes,
+        [BindingChange::UpsertAuthenticated {
+            binding: fx.store[0].clone(),
+            credentials_changed_at_ms: fx.users[0].credentials_changed_at.timestamp_millis(),
+        }]
+    );
 
     let response = &registration.response;
     assert_eq!(response.status, 200);
@@ -594,12 +602,18 @@ fn the_response_to_a_retransmitted_request_is_identical() {
 }
 
 #[test]
-fn commit_failure_answers_500() {
-    let fx = Fixture::new();
+fn commit_failure_answers_500_or_a_new_challenge() {
+    let mut fx = Fixture::new();
     let message = alice().contact(PHONE).message(None);
     let response = fx.registrar.commit_failed(&message);
     assert_eq!(response.status, 500);
     assert!(parse(&response).to_tag().is_some());
+    // The credentials changed under the commit.
+    let response = fx.registrar.challenge(&message, fx.now);
+    assert_eq!(response.status, 401);
+    let offers = challenges(&response);
+    assert_eq!(offers.len(), 2);
+    assert!(offers.iter().all(|o| !o.stale));
 }
 
 #[test]

@@ -155,13 +155,18 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
             let first_upsert = registration
                 .changes
                 .iter()
-                .position(|c| matches!(c, BindingChange::Upsert(_)))
+                .position(|c| matches!(c, BindingChange::UpsertAuthenticated { .. }))
                 .unwrap_or(registration.changes.len());
             for (index, change) in registration.changes.iter().enumerate() {
                 match change {
-                    BindingChange::Upsert(binding) => {
+                    BindingChange::UpsertAuthenticated {
+                        binding,
+                        credentials_changed_at_ms,
+                    } => {
                         assert!(registration.bindings.contains(binding));
+                        assert_eq!(*credentials_changed_at_ms, T0 - 1000);
                     }
+                    BindingChange::Upsert(_) => panic!("unconditional upsert"),
                     BindingChange::Delete { contact_uri, .. } => {
                         assert!(index < first_upsert);
                         assert!(registration

@@ -274,7 +274,8 @@ impl Fixture {
         // As the store applies them.
         for change in &registration.changes {
             match change {
-                BindingChange::Upsert(binding) => {
+                BindingChange::Upsert(binding)
+                | BindingChange::UpsertAuthenticated { binding, .. } => {
                     self.store.retain(|b| {
                         !(b.endpoint_pk == binding.endpoint_pk
                             && b.contact_uri == binding.contact_uri)
