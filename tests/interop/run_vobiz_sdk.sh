@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop test: the official Vobiz Python SDK against a real sipd (see vobiz_sdk.py).
-# Installs vobiz-python into a venv under the cargo target dir, builds sipd with the same
-# profile as `cargo test` (so CI reuses that build), then runs the checks.
+# Installs vobiz-python into a venv under the cargo target dir, builds sipd exactly as
+# `cargo test --workspace` does (same profile and features, so after the test suites this
+# builds nothing), then runs the checks.
 #
 #   bash tests/interop/run_vobiz_sdk.sh
 set -euo pipefail
@@ -20,5 +21,22 @@ if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     "$venv/bin/pip" install --quiet --disable-pip-version-check "vobiz-python==$sdk_version"
 fi
 
-cargo build -p sipd
-exec "$venv/bin/python" "$root/tests/interop/vobiz_sdk.py" "$target_dir/debug/sipd"
+sipd="$(cargo test --workspace --no-run --message-format=json-render-diagnostics |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    target = message.get("target", {})
+    if (
+        message.get("reason") == "compiler-artifact"
+        and target.get("name") == "sipd"
+        and "bin" in target.get("kind", [])
+        and not message["profile"]["test"]  # the binary, not its unit-test harness
+    ):
+        print(message["executable"])
+')"
+if [ ! -x "$sipd" ]; then
+    echo "cargo did not report the sipd binary" >&2
+    exit 1
+fi
+exec "$venv/bin/python" "$root/tests/interop/vobiz_sdk.py" "$sipd"
