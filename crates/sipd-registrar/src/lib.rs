@@ -76,6 +76,7 @@ mod nonce;
 mod registrar;
 mod replay;
 mod response;
+pub mod service;
 
 pub use bindings::{Source, Transport};
 pub use config::{ConfigError, RegistrarConfig};
