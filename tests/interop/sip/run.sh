@@ -7,7 +7,8 @@
 #   SIPD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bash tests/interop/sip/run.sh
 #
 # Installs missing tools first (install.sh; root), builds sipd with the dev profile into the
-# repository's target directory (the build `cargo test` already made in CI), compiles the
+# repository's target directory exactly as `cargo test --workspace` does (in CI that build
+# already exists, so this builds nothing), compiles the
 # sipp MD5-challenge shim, then runs interop.py. Ends with "N passed, N failed"; exits
 # non-zero on any failure. All traffic is on 127.0.0.1 (SIP on 15060 UDP/TCP, 15061 TLS,
 # 17443 WSS; sipp's UDP side on 25070); sipd is stopped on exit by interop.py, and any
@@ -45,12 +46,27 @@ install_started=$SECONDS
 bash "$here/install.sh"
 printf 'install step: %ss\n' "$((SECONDS - install_started))"
 
-printf '== build sipd (dev profile, as cargo test)\n'
+printf '== build sipd (exactly as cargo test --workspace does: CI reuses that build)\n'
 build_started=$SECONDS
-target_dir="$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-cargo build -p sipd
-printf 'build step: %ss\n' "$((SECONDS - build_started))"
+sipd="$(cargo test --workspace --no-run --message-format=json-render-diagnostics |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    target = message.get("target", {})
+    if (
+        message.get("reason") == "compiler-artifact"
+        and target.get("name") == "sipd"
+        and "bin" in target.get("kind", [])
+        and not message["profile"]["test"]  # the binary, not its unit-test harness
+    ):
+        print(message["executable"])
+')"
+if [ ! -x "$sipd" ]; then
+    echo "cargo did not report the sipd binary" >&2
+    exit 1
+fi
+printf 'build step: %ss (%s)\n' "$((SECONDS - build_started))" "$sipd"
 
 scratch="$(mktemp -d)"
 cc -O2 -Wall -shared -fPIC -o "$scratch/md5_only.so" "$here/sipp/md5_only.c" -ldl
@@ -58,7 +74,7 @@ cc -O2 -Wall -shared -fPIC -o "$scratch/md5_only.so" "$here/sipp/md5_only.c" -ld
 printf '== interop checks\n'
 set +e
 SIPD_HARNESS_PID_FILE="$scratch/sipd.pids" timeout --kill-after=30 900 python3 "$here/interop.py" \
-    --sipd "$target_dir/debug/sipd" --shim "$scratch/md5_only.so" "$@" &
+    --sipd "$sipd" --shim "$scratch/md5_only.so" "$@" &
 interop_pid=$!
 wait "$interop_pid"
 status=$?
