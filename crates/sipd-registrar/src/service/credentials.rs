@@ -73,6 +73,11 @@ impl CredentialCache {
         if self.generation.load(Ordering::Acquire) != generation {
             return Ok(fetched);
         }
+        // A concurrent miss cached them first: keep that copy, which REGISTERs in flight
+        // compare against (`is_current`).
+        if let Some(Entry::Known(cached)) = shard.get(username) {
+            return Ok(Some(cached.clone()));
+        }
         let entry = match &fetched {
             Some(credentials) => Entry::Known(credentials.clone()),
             None if self.unknown.load(Ordering::Relaxed) < self.max_unknown => {

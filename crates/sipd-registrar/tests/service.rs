@@ -1,0 +1,438 @@
+//! The location service and REGISTER pipeline over a real store: SQLite by default, PostgreSQL
+//! with `SIPD_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
+
+mod service_support;
+
+use std::time::SystemTime;
+
+use service_support::*;
+use sipd_registrar::service::RegistrarService;
+use sipd_registrar::Transport;
+use sipd_store::testing::fresh_store;
+use sipd_store::{Scope, Store};
+
+async fn stored_contacts(store: &Store, endpoint_pk: i64) -> Vec<String> {
+    let mut contacts: Vec<String> = store
+        .bindings_of_endpoint(endpoint_pk, now_ms())
+        .await
+        .expect("read bindings")
+        .into_iter()
+        .map(|b| b.contact_uri)
+        .collect();
+    contacts.sort();
+    contacts
+}
+
+async fn looked_up(service: &RegistrarService, username: &str) -> Vec<String> {
+    let mut contacts: Vec<String> = service
+        .lookup(username, SystemTime::now())
+        .await
+        .expect("lookup")
+        .into_iter()
+        .map(|b| b.contact_uri)
+        .collect();
+    contacts.sort();
+    contacts
+}
+
+/// Sends with the current nonce, then with a fresh one; both must get the same refusal.
+async fn refused_twice(phone: &mut Client, service: &RegistrarService) -> u16 {
+    let first = phone.send(service, 300).await;
+    assert_eq!(first.status, 401, "{}", text(&first));
+    phone.take_challenge(&first);
+    let second = phone.send(service, 300).await;
+    assert_eq!(second.flow_registered, None);
+    second.status
+}
+
+/// Every row of the registrations table, expired ones included.
+async fn all_rows(store: &Store) -> usize {
+    store.live_bindings(0).await.expect("read bindings").len()
+}
+
+#[tokio::test]
+async fn register_is_durable_before_the_200_then_refresh_and_unregister() {
+    let store = fresh_store().await;
+    let other = Store::connect(store.options()).await.unwrap();
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let service = start(&store, "node-1").await;
+    let mut phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+
+    let challenge = phone.send(&service, 300).await;
+    assert_eq!(challenge.status, 401);
+    assert_eq!(challenge.flow_registered, None);
+    assert!(looked_up(&service, "alice").await.is_empty());
+    phone.take_challenge(&challenge);
+
+    let ok = phone.send(&service, 300).await;
+    assert_eq!(ok.status, 200, "{}", text(&ok));
+    assert_eq!(ok.flow_registered, Some(true));
+    let contact = "sip:alice@198.51.100.7:5060;transport=udp";
+    // Read through another pool: committed, not just visible to the service's connection.
+    assert_eq!(stored_contacts(&other, alice.pk).await, [contact]);
+    let bindings = service.lookup("alice", SystemTime::now()).await.unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].received, "198.51.100.7:5060");
+    assert_eq!(bindings[0].transport, "udp");
+    assert_eq!(
+        bindings[0].flow_id.as_deref(),
+        Some("udp-198.51.100.7:5060")
+    );
+    assert_eq!(bindings[0].user_agent.as_deref(), Some("test-phone/1.0"));
+    assert_eq!(bindings[0].node_id, "node-1");
+    let first_expiry = bindings[0].expires_at_ms;
+
+    // Refresh: same binding, later expiry, still one row.
+    let refreshed = phone.register(&service, 600).await;
+    assert_eq!(refreshed.status, 200, "{}", text(&refreshed));
+    let bindings = service.lookup("alice", SystemTime::now()).await.unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert!(bindings[0].expires_at_ms > first_expiry);
+    assert_eq!(stored_contacts(&other, alice.pk).await, [contact]);
+
+    let gone = phone.register(&service, 0).await;
+    assert_eq!(gone.status, 200, "{}", text(&gone));
+    assert_eq!(gone.flow_registered, Some(false));
+    assert!(looked_up(&service, "alice").await.is_empty());
+    assert!(stored_contacts(&other, alice.pk).await.is_empty());
+    assert!(looked_up(&service, "nobody").await.is_empty());
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_registers_of_one_aor_are_decided_one_after_the_other() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let service = start(&store, "node-1").await;
+
+    // Ten devices of alice (the limit is three) and one of bob, each with its own nonce.
+    let mut phones = Vec::new();
+    for device in 0..10 {
+        let host = format!("198.51.100.{}", device + 1);
+        let flow = format!("udp-{host}:5060");
+        let mut phone = Client::new(&alice, &host, Transport::Udp, &flow);
+        let challenge = phone.send(&service, 300).await;
+        phone.take_challenge(&challenge);
+        phones.push(phone);
+    }
+    let mut bobs_phone = Client::new(&bob, "203.0.113.5", Transport::Udp, "udp-203.0.113.5:5060");
+    let challenge = bobs_phone.send(&service, 300).await;
+    bobs_phone.take_challenge(&challenge);
+    phones.push(bobs_phone);
+
+    let tasks: Vec<_> = phones
+        .into_iter()
+        .map(|mut phone| {
+            let service = service.clone();
+            tokio::spawn(async move { phone.send(&service, 300).await.status })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    // Each decision saw the one before: the limit holds, and memory is what was committed.
+    let in_memory = looked_up(&service, "alice").await;
+    assert_eq!(in_memory.len(), 3, "{in_memory:?}");
+    assert_eq!(stored_contacts(&store, alice.pk).await, in_memory);
+    assert_eq!(looked_up(&service, "bob").await.len(), 1);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_order_cseq_is_refused_after_a_newer_one() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let service = start(&store, "node-1").await;
+    let mut phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+    assert_eq!(phone.register(&service, 300).await.status, 200);
+    let mut late = phone.clone();
+    late.cseq -= 2; // a REGISTER sent before the accepted one, arriving after it
+    let outcome = late.send(&service, 300).await;
+    assert_eq!(outcome.status, 500, "{}", text(&outcome));
+    assert_eq!(outcome.flow_registered, None);
+    assert_eq!(looked_up(&service, "alice").await.len(), 1);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn password_change_drops_bindings_and_the_old_password() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let mut alice = endpoint(&store, account, "alice").await;
+    let service = start(&store, "node-1").await;
+    // On PostgreSQL, a second node learns the change through the database.
+    let second_store = Store::connect(store.options()).await.unwrap();
+    let second = store.is_postgres().then_some(());
+    let second = match second {
+        Some(()) => Some(start(&second_store, "node-2").await),
+        None => None,
+    };
+
+    let mut phone = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-1");
+    assert_eq!(phone.register(&service, 300).await.status, 200);
+    let mut other_phone = Client::new(
+        &alice,
+        "198.51.100.8",
+        Transport::Udp,
+        "udp-198.51.100.8:5060",
+    );
+    if let Some(second) = &second {
+        assert_eq!(other_phone.register(second, 300).await.status, 200);
+        assert_eq!(looked_up(second, "alice").await.len(), 1);
+    }
+
+    change_password(&store, &mut alice, "new-secret").await;
+    wait_until("the service drops alice's bindings", || async {
+        looked_up(&service, "alice").await.is_empty()
+    })
+    .await;
+    // The old password no longer works, even with a fresh nonce.
+    assert_eq!(refused_twice(&mut phone, &service).await, 401);
+    if let Some(second) = &second {
+        wait_until("the second node drops alice's bindings", || async {
+            looked_up(second, "alice").await.is_empty()
+        })
+        .await;
+        assert_eq!(refused_twice(&mut other_phone, second).await, 401);
+    }
+    assert!(stored_contacts(&store, alice.pk).await.is_empty());
+
+    phone.password = alice.password.clone();
+    let accepted = phone.register(&service, 300).await;
+    assert_eq!(accepted.status, 200, "{}", text(&accepted));
+    if let Some(second) = &second {
+        other_phone.password = alice.password.clone();
+        assert_eq!(other_phone.register(second, 300).await.status, 200);
+        second.shutdown().await;
+    }
+    assert_eq!(
+        stored_contacts(&store, alice.pk).await.len(),
+        1 + usize::from(second.is_some())
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn endpoint_deletion_drops_bindings_and_credentials() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let service = start(&store, "node-1").await;
+    let second_store = Store::connect(store.options()).await.unwrap();
+    let second = if store.is_postgres() {
+        Some(start(&second_store, "node-2").await)
+    } else {
+        None
+    };
+    let mut phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+    let mut bobs_phone = Client::new(
+        &bob,
+        "198.51.100.9",
+        Transport::Udp,
+        "udp-198.51.100.9:5060",
+    );
+    assert_eq!(phone.register(&service, 300).await.status, 200);
+    assert_eq!(bobs_phone.register(&service, 300).await.status, 200);
+    if let Some(second) = &second {
+        let mut phone = Client::new(
+            &alice,
+            "198.51.100.8",
+            Transport::Udp,
+            "udp-198.51.100.8:5060",
+        );
+        assert_eq!(phone.register(second, 300).await.status, 200);
+    }
+
+    assert!(store
+        .delete_endpoint(Scope::Account(account), &alice.endpoint_id)
+        .await
+        .unwrap());
+    wait_until("the service drops alice", || async {
+        looked_up(&service, "alice").await.is_empty()
+    })
+    .await;
+    if let Some(second) = &second {
+        wait_until("the second node drops alice", || async {
+            looked_up(second, "alice").await.is_empty()
+        })
+        .await;
+        second.shutdown().await;
+    }
+    assert_eq!(refused_twice(&mut phone, &service).await, 401);
+    assert_eq!(looked_up(&service, "bob").await.len(), 1);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_bindings_leave_memory_and_database() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let service = start(&store, "node-1").await;
+    let mut phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+    let mut bobs_phone = Client::new(
+        &bob,
+        "198.51.100.9",
+        Transport::Udp,
+        "udp-198.51.100.9:5060",
+    );
+    assert_eq!(bobs_phone.register(&service, 300).await.status, 200);
+    assert_eq!(phone.register(&service, 1).await.status, 200);
+    assert_eq!(all_rows(&store).await, 2);
+
+    // A lookup a second later does not see it, whatever the timer did.
+    let later = SystemTime::now() + std::time::Duration::from_millis(1001);
+    assert!(service.lookup("alice", later).await.unwrap().is_empty());
+
+    wait_until("the expired row is purged", || async {
+        all_rows(&store).await == 1
+    })
+    .await;
+    assert!(looked_up(&service, "alice").await.is_empty());
+    assert_eq!(looked_up(&service, "bob").await.len(), 1);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn closed_flow_drops_its_bindings_durably() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let service = start(&store, "node-1").await;
+    let mut tcp_phone = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-7");
+    let mut udp_phone = Client::new(
+        &alice,
+        "198.51.100.8",
+        Transport::Udp,
+        "udp-198.51.100.8:5060",
+    );
+    let tcp = tcp_phone.register(&service, 300).await;
+    assert_eq!(tcp.flow_registered, Some(true));
+    assert_eq!(udp_phone.register(&service, 300).await.status, 200);
+    assert_eq!(looked_up(&service, "alice").await.len(), 2);
+
+    service.flow_closed("tcp-8"); // another connection: nothing happens
+    assert_eq!(looked_up(&service, "alice").await.len(), 2);
+    service.flow_closed("tcp-7");
+    let left = looked_up(&service, "alice").await;
+    assert_eq!(left, ["sip:alice@198.51.100.8:5060;transport=udp"]);
+    // Shutdown waits for the background delete.
+    service.shutdown().await;
+    assert_eq!(stored_contacts(&store, alice.pk).await, left);
+}
+
+#[tokio::test]
+async fn restart_reloads_bindings_but_not_dead_connections() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let carol = endpoint(&store, account, "carol").await;
+    let service = start(&store, "node-1").await;
+    let mut udp_phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+    let mut tcp_phone = Client::new(&bob, "198.51.100.8", Transport::Tcp, "tcp-1");
+    assert_eq!(udp_phone.register(&service, 300).await.status, 200);
+    assert_eq!(tcp_phone.register(&service, 300).await.status, 200);
+    // Carol's connection is held by another node, which is still up.
+    let elsewhere = start(&store, "node-2").await;
+    let mut carols_phone = Client::new(&carol, "198.51.100.9", Transport::Tls, "tls-1");
+    assert_eq!(carols_phone.register(&elsewhere, 300).await.status, 200);
+    service.shutdown().await;
+    drop(service);
+
+    let restarted = start(&store, "node-1").await;
+    assert_eq!(
+        looked_up(&restarted, "alice").await,
+        ["sip:alice@198.51.100.7:5060;transport=udp"]
+    );
+    assert!(looked_up(&restarted, "bob").await.is_empty());
+    assert!(stored_contacts(&store, bob.pk).await.is_empty());
+    assert_eq!(looked_up(&restarted, "carol").await.len(), 1);
+    // The reloaded binding is the one refreshes and CSeq checks run against.
+    assert_eq!(udp_phone.register(&restarted, 300).await.status, 200);
+    assert_eq!(looked_up(&restarted, "alice").await.len(), 1);
+    restarted.shutdown().await;
+    elsewhere.shutdown().await;
+}
+
+#[tokio::test]
+async fn database_down_answers_503_and_changes_nothing() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let doomed = Store::connect(store.options()).await.unwrap();
+    let service = start(&doomed, "node-1").await;
+    let mut phone = Client::new(
+        &alice,
+        "198.51.100.7",
+        Transport::Udp,
+        "udp-198.51.100.7:5060",
+    );
+    assert_eq!(phone.register(&service, 300).await.status, 200);
+    let mut bobs_phone = Client::new(
+        &bob,
+        "198.51.100.9",
+        Transport::Udp,
+        "udp-198.51.100.9:5060",
+    );
+    let challenge = bobs_phone.send(&service, 300).await;
+    bobs_phone.take_challenge(&challenge);
+
+    doomed.close().await;
+    // Cached credentials, failed commit: 503, memory unchanged.
+    let mut moved = phone.clone();
+    moved.contact = "<sip:alice@198.51.100.70:5060>".to_owned();
+    let outcome = moved.send(&service, 300).await;
+    assert_eq!(outcome.status, 503, "{}", text(&outcome));
+    assert!(
+        text(&outcome).contains("Retry-After: 5"),
+        "{}",
+        text(&outcome)
+    );
+    assert_eq!(outcome.flow_registered, None);
+    assert_eq!(
+        looked_up(&service, "alice").await,
+        ["sip:alice@198.51.100.7:5060;transport=udp"]
+    );
+    // Credentials not cached: 503 as well.
+    let outcome = bobs_phone.send(&service, 300).await;
+    assert_eq!(outcome.status, 503, "{}", text(&outcome));
+    assert!(service.lookup("bob", SystemTime::now()).await.is_err());
+    service.shutdown().await;
+    assert_eq!(
+        stored_contacts(&store, alice.pk).await,
+        ["sip:alice@198.51.100.7:5060;transport=udp"]
+    );
+}

@@ -1,0 +1,241 @@
+//! Test support for the service tests: endpoints created through the store (the API's path),
+//! SIP clients that answer challenges, and waiting with timeouts.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use sip_message::auth::Challenge;
+use sip_message::{HeaderName, Message};
+use sipd_registrar::service::{RegisterOutcome, RegisterSource, RegistrarService, ServiceConfig};
+use sipd_registrar::{RegistrarConfig, Transport};
+use sipd_store::testing::TEST_REALM;
+use sipd_store::{EndpointPatch, NewAccount, NewEndpoint, Scope, Store};
+
+pub const DOMAIN: &str = TEST_REALM;
+
+pub fn config(node_id: &str) -> ServiceConfig {
+    let mut registrar = RegistrarConfig::new(DOMAIN, [7u8; 32], node_id);
+    registrar.min_expires_secs = 1;
+    registrar.max_contacts_per_aor = 3;
+    ServiceConfig::new(registrar)
+}
+
+pub async fn start(store: &Store, node_id: &str) -> RegistrarService {
+    RegistrarService::start(store.clone(), config(node_id))
+        .await
+        .expect("service starts")
+}
+
+/// An endpoint as the API creates it.
+pub struct Endpoint {
+    pub pk: i64,
+    pub endpoint_id: String,
+    pub account_id: i64,
+    pub username: String,
+    pub password: String,
+}
+
+pub async fn account(store: &Store) -> i64 {
+    let (account, _token) = store
+        .create_account(NewAccount {
+            name: "test".to_owned(),
+            ..NewAccount::default()
+        })
+        .await
+        .expect("create account");
+    account.id
+}
+
+pub async fn endpoint(store: &Store, account_id: i64, username: &str) -> Endpoint {
+    let password = format!("{username}-secret");
+    let created = store
+        .create_endpoint(NewEndpoint {
+            account_id,
+            username: username.to_owned(),
+            password: password.clone(),
+            alias: username.to_owned(),
+            application_id: None,
+            allow_voice: true,
+            allow_message: true,
+            allow_video: true,
+            allow_same_domain: true,
+            allow_other_domains: true,
+            allow_phones: true,
+            allow_apps: true,
+        })
+        .await
+        .expect("create endpoint");
+    Endpoint {
+        pk: created.id,
+        endpoint_id: created.endpoint_id,
+        account_id,
+        username: username.to_owned(),
+        password,
+    }
+}
+
+pub async fn change_password(store: &Store, endpoint: &mut Endpoint, password: &str) {
+    store
+        .update_endpoint(
+            Scope::Account(endpoint.account_id),
+            &endpoint.endpoint_id,
+            EndpointPatch {
+                password: Some(password.to_owned()),
+                ..EndpointPatch::default()
+            },
+        )
+        .await
+        .expect("update endpoint")
+        .expect("endpoint exists");
+    endpoint.password = password.to_owned();
+}
+
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// A SIP user agent registering one contact over one flow.
+#[derive(Clone)]
+pub struct Client {
+    pub username: String,
+    pub password: String,
+    pub contact: String,
+    pub call_id: String,
+    pub cseq: u32,
+    pub source: RegisterSource,
+    nonce: Option<String>,
+    nc: u32,
+}
+
+impl Client {
+    pub fn new(
+        endpoint: &Endpoint,
+        contact_host: &str,
+        transport: Transport,
+        flow_id: &str,
+    ) -> Client {
+        let remote: SocketAddr = format!("{contact_host}:5060").parse().unwrap();
+        Client {
+            username: endpoint.username.clone(),
+            password: endpoint.password.clone(),
+            contact: format!("<sip:{}@{remote};transport={transport}>", endpoint.username),
+            call_id: format!("call-{}-{contact_host}", endpoint.username),
+            cseq: 0,
+            source: RegisterSource {
+                transport,
+                remote,
+                flow_id: flow_id.to_owned(),
+            },
+            nonce: None,
+            nc: 0,
+        }
+    }
+
+    /// The REGISTER text with `expires` and, when a nonce is known, an Authorization answer.
+    pub fn request(&mut self, expires: u32) -> Message {
+        self.cseq += 1;
+        let mut text = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+             Via: SIP/2.0/{} {};branch=z9hG4bK-{}-{}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@{DOMAIN}>;tag=f-{user}\r\n\
+             To: <sip:{user}@{DOMAIN}>\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {} REGISTER\r\n\
+             Contact: {}\r\n\
+             Expires: {expires}\r\n\
+             User-Agent: test-phone/1.0\r\n",
+            self.source.transport.as_str().to_ascii_uppercase(),
+            self.source.remote,
+            self.call_id,
+            self.cseq,
+            self.call_id,
+            self.cseq,
+            self.contact,
+            user = self.username,
+        );
+        if let Some(nonce) = self.nonce.clone() {
+            self.nc += 1;
+            text.push_str(&format!("Authorization: {}\r\n", self.answer(&nonce)));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        Message::parse_slice(text.as_bytes()).expect("test REGISTER parses")
+    }
+
+    fn answer(&self, nonce: &str) -> String {
+        let uri = format!("sip:{DOMAIN}");
+        let hash = |data: String| format!("{:x}", Sha256::digest(data.as_bytes()));
+        let ha1 = hash(format!("{}:{DOMAIN}:{}", self.username, self.password));
+        let ha2 = hash(format!("REGISTER:{uri}"));
+        let response = hash(format!("{ha1}:{nonce}:{:08x}:c0ffee:auth:{ha2}", self.nc));
+        format!(
+            r#"Digest username="{}", realm="{DOMAIN}", nonce="{nonce}", uri="{uri}", response="{response}", algorithm=SHA-256, qop=auth, cnonce="c0ffee", nc={:08x}"#,
+            self.username, self.nc
+        )
+    }
+
+    /// Keeps the SHA-256 nonce of a 401.
+    pub fn take_challenge(&mut self, outcome: &RegisterOutcome) {
+        assert_eq!(outcome.status, 401, "{}", text(outcome));
+        let message = Message::parse(outcome.response.clone()).unwrap();
+        let nonce = message
+            .headers_named(HeaderName::WwwAuthenticate)
+            .find_map(|value| match Challenge::parse(value) {
+                Ok(Challenge::Digest(digest)) if digest.algorithm.as_str() == "SHA-256" => {
+                    Some(digest.nonce.into_owned())
+                }
+                _ => None,
+            })
+            .expect("a SHA-256 challenge");
+        self.nonce = Some(nonce);
+        self.nc = 0;
+    }
+
+    pub async fn send(&mut self, service: &RegistrarService, expires: u32) -> RegisterOutcome {
+        let request = self.request(expires);
+        service
+            .handle_register(&request, self.source.clone(), SystemTime::now())
+            .await
+    }
+
+    /// Registers (or unregisters with 0) as a phone does: answers a challenge, also a stale one.
+    pub async fn register(&mut self, service: &RegistrarService, expires: u32) -> RegisterOutcome {
+        for _ in 0..3 {
+            let outcome = self.send(service, expires).await;
+            if outcome.status != 401 {
+                return outcome;
+            }
+            self.take_challenge(&outcome);
+        }
+        panic!("still challenged after three attempts");
+    }
+}
+
+pub fn text(outcome: &RegisterOutcome) -> String {
+    String::from_utf8_lossy(&outcome.response).into_owned()
+}
+
+/// Polls `condition` until it holds, failing after five seconds.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
