@@ -11,7 +11,7 @@
 //! Optional arguments: `[commits] [concurrent tasks]` (default 20000 200).
 
 use sipd_store::testing::fresh_store;
-use sipd_store::{Binding, BindingChange, NewAccount, NewEndpoint, Store};
+use sipd_store::{Binding, BindingChange, NewAccount, NewEndpoint, Store, StoreOptions};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -29,8 +29,14 @@ async fn main() -> BenchResult<()> {
         .transpose()?
         .unwrap_or(20_000);
     let tasks: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(200);
-    let store = fresh_store().await;
-    let backend = if store.is_postgres() {
+    let scratch = fresh_store().await;
+    // The pool size of the default configuration (`[database] max_connections`).
+    let store = Store::connect(StoreOptions {
+        max_connections: 10,
+        ..scratch.options()
+    })
+    .await?;
+    let backend = if scratch.is_postgres() {
         "PostgreSQL"
     } else {
         "SQLite"

@@ -16,10 +16,10 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// [`Store::binding_writer`] and share it.
 ///
 /// While a transaction is in flight, new requests queue; the next transaction takes everything
-/// queued, up to the batch limit. On PostgreSQL two transactions may be in flight, never with
-/// an endpoint in common, so one endpoint's changes commit in the order they were submitted.
-/// Within a transaction, the last change for an (endpoint, contact URI) wins, and every request
-/// is acknowledged.
+/// queued, up to the batch limit. On PostgreSQL up to four transactions (at most half the
+/// pool) may be in flight, never with an endpoint in common, so one endpoint's changes commit
+/// in the order they were submitted. Within a transaction, the last change for an (endpoint,
+/// contact URI) wins, and every request is acknowledged.
 ///
 /// The task ends, after committing whatever is queued, when the last handle is dropped.
 #[derive(Clone, Debug)]
@@ -72,10 +72,11 @@ impl Store {
     }
 }
 
-/// Transactions in flight at once on PostgreSQL: one executes while the other waits for its
-/// commit to reach the disk. SQLite has one writer at a time anyway (and a lock wait there
-/// means sleeping in the busy handler), so one.
-const POSTGRES_TRANSACTIONS_IN_FLIGHT: usize = 2;
+/// Transactions in flight at once on PostgreSQL: while some wait for their commit to reach the
+/// disk, another executes. At most half the pool, so API requests and lookups still get
+/// connections. SQLite has one writer at a time anyway (and a lock wait there means sleeping
+/// in the busy handler), so one.
+const POSTGRES_MAX_TRANSACTIONS_IN_FLIGHT: u32 = 4;
 
 async fn run_writer(
     store: Store,
@@ -83,7 +84,10 @@ async fn run_writer(
     max_batch_changes: usize,
 ) {
     let max_in_flight = match store.backend {
-        Backend::Postgres => POSTGRES_TRANSACTIONS_IN_FLIGHT,
+        Backend::Postgres => {
+            let pool_size = store.pool.options().get_max_connections();
+            (pool_size / 2).clamp(1, POSTGRES_MAX_TRANSACTIONS_IN_FLIGHT) as usize
+        }
         Backend::Sqlite => 1,
     };
     let mut in_flight = InFlight::default();
