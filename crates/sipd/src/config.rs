@@ -21,6 +21,7 @@ pub const DEFAULT_FILE: &str = "config/sipd.toml";
 pub struct Config {
     pub api: ApiConfig,
     pub sip: SipConfig,
+    pub registrar: RegistrarSettings,
     pub database: DatabaseConfig,
     pub data: DataConfig,
     pub security: SecurityConfig,
@@ -42,6 +43,51 @@ pub struct SipConfig {
     pub tcp: Listen,
     pub tls: Listen,
     pub wss: Listen,
+    pub ws: Listen,
+    /// PEM chain and key for TLS and WSS; `None`: a self-signed certificate.
+    pub certificate: Option<CertificatePaths>,
+    pub max_message_size: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    /// `None`: the host name, else a random name (decided at start).
+    pub node_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePaths {
+    pub chain: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrarSettings {
+    pub min_expires_secs: u32,
+    pub default_expires_secs: u32,
+    pub max_expires_secs: u32,
+    pub max_contacts_per_aor: usize,
+    pub nonce_lifetime: Duration,
+    /// `None`: derived from the server secret key.
+    pub nonce_secret: Option<NonceSecret>,
+}
+
+/// The digest nonce key. `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NonceSecret(String);
+
+impl NonceSecret {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for NonceSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NonceSecret(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,7 +262,7 @@ impl Config {
     }
 
     fn from_settings(settings: &Settings) -> Result<Config, ConfigError> {
-        Ok(Config {
+        let config = Config {
             api: ApiConfig {
                 listen: settings.string("api.listen", parse_socket_addr)?,
                 shutdown_timeout: settings
@@ -228,6 +274,35 @@ impl Config {
                 tcp: settings.string("sip.tcp", parse_listen)?,
                 tls: settings.string("sip.tls", parse_listen)?,
                 wss: settings.string("sip.wss", parse_listen)?,
+                ws: settings.string("sip.ws", parse_listen)?,
+                certificate: certificate_paths(settings)?,
+                max_message_size: settings.integer("sip.max_message_size", |n| {
+                    in_range(n, 1024, 1 << 20).map(|n| n as usize)
+                })?,
+                max_connections_per_ip: settings.integer("sip.max_connections_per_ip", |n| {
+                    in_range(n, 1, 1_000_000).map(|n| n as usize)
+                })?,
+                max_connections: settings.integer("sip.max_connections", |n| {
+                    in_range(n, 1, 10_000_000).map(|n| n as usize)
+                })?,
+                idle_timeout: settings
+                    .integer("sip.idle_timeout_secs", |n| seconds(n, 1, 86_400))?,
+                t1: settings.integer("sip.t1_ms", |n| milliseconds(n, 1, 60_000))?,
+                t2: settings.integer("sip.t2_ms", |n| milliseconds(n, 1, 600_000))?,
+                t4: settings.integer("sip.t4_ms", |n| milliseconds(n, 1, 600_000))?,
+                node_id: settings.string("sip.node_id", parse_node_id)?,
+            },
+            registrar: RegistrarSettings {
+                min_expires_secs: settings.integer("registrar.min_expires_secs", expires)?,
+                default_expires_secs: settings
+                    .integer("registrar.default_expires_secs", expires)?,
+                max_expires_secs: settings.integer("registrar.max_expires_secs", expires)?,
+                max_contacts_per_aor: settings.integer("registrar.max_contacts_per_aor", |n| {
+                    in_range(n, 1, 1000).map(|n| n as usize)
+                })?,
+                nonce_lifetime: settings
+                    .integer("registrar.nonce_lifetime_secs", |n| seconds(n, 1, 86_400))?,
+                nonce_secret: settings.string("registrar.nonce_secret", parse_nonce_secret)?,
             },
             database: DatabaseConfig {
                 url: settings.string("database.url", DatabaseUrl::parse)?,
@@ -253,7 +328,48 @@ impl Config {
                 format: settings.string("log.format", parse_log_format)?,
                 level: settings.string("log.level", parse_log_filter)?,
             },
-        })
+        };
+        config.check_relations(settings)?;
+        Ok(config)
+    }
+
+    /// Checks between keys that each parsed on their own.
+    fn check_relations(&self, settings: &Settings) -> Result<(), ConfigError> {
+        let registrar = &self.registrar;
+        if registrar.min_expires_secs > registrar.default_expires_secs
+            || registrar.default_expires_secs > registrar.max_expires_secs
+        {
+            return Err(settings.invalid(
+                "registrar.default_expires_secs",
+                "expected min_expires_secs <= default_expires_secs <= max_expires_secs".to_owned(),
+            ));
+        }
+        if self.sip.t2 < self.sip.t1 {
+            return Err(settings.invalid("sip.t2_ms", "expected t2_ms >= t1_ms".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Both certificate paths, or neither.
+fn certificate_paths(settings: &Settings) -> Result<Option<CertificatePaths>, ConfigError> {
+    let path = |text: &str| Ok::<_, String>(text.trim().to_owned());
+    let chain = settings.string("sip.tls_certificate", path)?;
+    let key = settings.string("sip.tls_private_key", path)?;
+    match (chain.is_empty(), key.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some(CertificatePaths {
+            chain: PathBuf::from(chain),
+            key: PathBuf::from(key),
+        })),
+        (false, true) => Err(settings.invalid(
+            "sip.tls_private_key",
+            "expected a key file with sip.tls_certificate".to_owned(),
+        )),
+        (true, false) => Err(settings.invalid(
+            "sip.tls_certificate",
+            "expected a certificate file with sip.tls_private_key".to_owned(),
+        )),
     }
 }
 
@@ -401,6 +517,14 @@ impl Settings {
         };
         parsed.map_err(|reason| invalid(key, setting, reason))
     }
+
+    /// An error for `key` that names where its value came from.
+    fn invalid(&self, key: &str, reason: String) -> ConfigError {
+        match self.get(key) {
+            Ok(setting) => invalid(key, setting, reason),
+            Err(error) => error,
+        }
+    }
 }
 
 fn invalid(key: &str, setting: &Setting, reason: String) -> ConfigError {
@@ -445,6 +569,40 @@ fn parse_domain(text: &str) -> Result<String, String> {
             "expected a host name such as sip.example.com, got {text:?}"
         ))
     }
+}
+
+fn parse_node_id(text: &str) -> Result<Option<String>, String> {
+    let node_id = text.trim();
+    if node_id.is_empty() {
+        Ok(None)
+    } else if node_id.len() <= 64
+        && node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        Ok(Some(node_id.to_owned()))
+    } else {
+        Err(format!(
+            "expected up to 64 letters, digits, '.', '-' or '_', got {text:?}"
+        ))
+    }
+}
+
+fn parse_nonce_secret(text: &str) -> Result<Option<NonceSecret>, String> {
+    match text.len() {
+        0 => Ok(None),
+        // The value is not echoed: it is a secret.
+        1..32 => Err("expected at least 32 characters, or empty".to_owned()),
+        _ => Ok(Some(NonceSecret(text.to_owned()))),
+    }
+}
+
+fn expires(number: i64) -> Result<u32, String> {
+    in_range(number, 1, 86_400 * 365).map(|n| n as u32)
+}
+
+fn milliseconds(number: i64, min: i64, max: i64) -> Result<Duration, String> {
+    in_range(number, min, max).map(|n| Duration::from_millis(n as u64))
 }
 
 fn parse_dir(text: &str) -> Result<PathBuf, String> {
@@ -543,6 +701,14 @@ mod tests {
         assert_eq!(config.security.secret_key, None);
         assert_eq!(config.log.format, LogFormat::Text);
         assert_eq!(config.log.level, "info");
+        assert_eq!(config.sip.ws, Listen::Off);
+        assert_eq!(config.sip.certificate, None);
+        assert_eq!(config.sip.t1, Duration::from_millis(500));
+        assert_eq!(config.sip.node_id, None);
+        assert_eq!(config.registrar.min_expires_secs, 60);
+        assert_eq!(config.registrar.default_expires_secs, 3600);
+        assert_eq!(config.registrar.max_expires_secs, 7200);
+        assert_eq!(config.registrar.nonce_secret, None);
     }
 
     #[test]
@@ -555,6 +721,23 @@ mod tests {
             ("SIPD_SIP_TCP", "127.0.0.1:5070"),
             ("SIPD_SIP_TLS", "off"),
             ("SIPD_SIP_WSS", "[::1]:8443"),
+            ("SIPD_SIP_WS", "127.0.0.1:8080"),
+            ("SIPD_SIP_TLS_CERTIFICATE", "/etc/sipd/cert.pem"),
+            ("SIPD_SIP_TLS_PRIVATE_KEY", "/etc/sipd/key.pem"),
+            ("SIPD_SIP_MAX_MESSAGE_SIZE", "4096"),
+            ("SIPD_SIP_MAX_CONNECTIONS_PER_IP", "5"),
+            ("SIPD_SIP_MAX_CONNECTIONS", "50"),
+            ("SIPD_SIP_IDLE_TIMEOUT_SECS", "30"),
+            ("SIPD_SIP_T1_MS", "250"),
+            ("SIPD_SIP_T2_MS", "2000"),
+            ("SIPD_SIP_T4_MS", "2500"),
+            ("SIPD_SIP_NODE_ID", "node-1"),
+            ("SIPD_REGISTRAR_MIN_EXPIRES_SECS", "30"),
+            ("SIPD_REGISTRAR_DEFAULT_EXPIRES_SECS", "600"),
+            ("SIPD_REGISTRAR_MAX_EXPIRES_SECS", "3600"),
+            ("SIPD_REGISTRAR_MAX_CONTACTS_PER_AOR", "3"),
+            ("SIPD_REGISTRAR_NONCE_LIFETIME_SECS", "60"),
+            ("SIPD_REGISTRAR_NONCE_SECRET", &"s".repeat(32)),
             ("SIPD_DATABASE_URL", "postgres://sipd:pw@db:5432/sipd"),
             ("SIPD_DATABASE_MAX_CONNECTIONS", " 20 "),
             ("SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS", "30"),
@@ -576,8 +759,17 @@ mod tests {
         assert_eq!(named, known);
 
         let base = defaults();
+        let certificate_pair = &overrides[8..10];
         for (name, value) in overrides {
-            let config = Config::load(None, env(&[(name, value)])).unwrap();
+            // The certificate and its key are only valid together.
+            let config = if certificate_pair
+                .iter()
+                .any(|(pair_name, _)| *pair_name == name)
+            {
+                Config::load(None, env(certificate_pair)).unwrap()
+            } else {
+                Config::load(None, env(&[(name, value)])).unwrap()
+            };
             assert_ne!(config, base, "{name} changed nothing");
         }
 
@@ -601,6 +793,36 @@ mod tests {
         assert_eq!(config.security.secret_key.unwrap().bytes(), [0x0f; 32]);
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.log.level, "debug,sipd_api=trace");
+        assert_eq!(config.sip.t1, Duration::from_millis(250));
+        assert_eq!(config.sip.node_id.as_deref(), Some("node-1"));
+        assert_eq!(
+            config.sip.certificate.unwrap().key,
+            PathBuf::from("/etc/sipd/key.pem")
+        );
+        assert_eq!(config.registrar.min_expires_secs, 30);
+        assert_eq!(config.registrar.nonce_lifetime, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn related_sip_and_registrar_keys_must_agree() {
+        for (pairs, key) in [
+            (
+                &[("SIPD_REGISTRAR_MIN_EXPIRES_SECS", "7200")][..],
+                "registrar.default_expires_secs",
+            ),
+            (&[("SIPD_SIP_T2_MS", "100")][..], "sip.t2_ms"),
+            (
+                &[("SIPD_SIP_TLS_CERTIFICATE", "/etc/cert.pem")][..],
+                "sip.tls_private_key",
+            ),
+            (&[("SIPD_SIP_NODE_ID", "a b")][..], "sip.node_id"),
+        ] {
+            let error = load_error(pairs);
+            assert!(error.contains(&format!("`{key}`")), "{error}");
+        }
+        let error = load_error(&[("SIPD_REGISTRAR_NONCE_SECRET", "hunter2")]);
+        assert!(error.contains("registrar.nonce_secret"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

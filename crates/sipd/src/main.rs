@@ -8,6 +8,7 @@ mod database;
 mod logging;
 mod secret;
 mod serve;
+mod sip;
 
 use anyhow::Context;
 use clap::Parser;

@@ -56,8 +56,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         sip_domain: config.sip.domain.clone(),
     });
+    // The registrar loads bindings at start, so SIP starts once the schema is there.
     let secret_key = secret::resolve(config.security.secret_key.as_ref(), &config.data.dir)?;
-    let sip = SipServer::start(&config, store.clone(), &secret_key).await?;
+    let mut sip = if schema_ready {
+        Some(SipServer::start(&config, store.clone(), &secret_key).await?)
+    } else {
+        None
+    };
 
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, app)
@@ -67,22 +72,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .into_future();
     tokio::pin!(server);
-    let migrations = async {
+    let mut migrations = Box::pin(async {
         if schema_ready {
             pending().await
         } else {
             keep_migrating(&store).await
         }
-    };
+    });
 
-    tokio::select! {
-        result = &mut server => return result.context("the API server stopped unexpectedly"),
-        error = migrations => return Err(error),
-        signal = signals.recv() => info!("{signal} received: shutting down"),
+    loop {
+        tokio::select! {
+            result = &mut server => return result.context("the API server stopped unexpectedly"),
+            migrated = &mut migrations, if sip.is_none() => {
+                migrated?;
+                sip = Some(SipServer::start(&config, store.clone(), &secret_key).await?);
+            }
+            signal = signals.recv() => {
+                info!("{signal} received: shutting down");
+                break;
+            }
+        }
     }
+    // A migration attempt in progress holds a pool connection: closing would wait for it.
+    drop(migrations);
     let _ = stop.send(());
     // SIP first: REGISTERs in flight commit and the registrar flushes while the pool is open.
-    sip.shutdown(config.api.shutdown_timeout).await;
+    if let Some(sip) = sip {
+        sip.shutdown(config.api.shutdown_timeout).await;
+    }
     match tokio::time::timeout(config.api.shutdown_timeout, server).await {
         Ok(result) => {
             result.context("the API server failed while shutting down")?;
@@ -99,22 +116,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retries migrations with backoff until they succeed, then waits forever; returns only the
-/// error of a migration that failed for a reason other than an unreachable database.
-async fn keep_migrating(store: &Store) -> anyhow::Error {
+/// Retries migrations with backoff until they succeed; fails only for a migration that failed
+/// for a reason other than an unreachable database.
+async fn keep_migrating(store: &Store) -> anyhow::Result<()> {
     let mut delay = Duration::from_secs(1);
     loop {
         tokio::time::sleep(delay).await;
         match store.migrate().await {
             Ok(()) => {
                 info!("database is reachable again; schema is up to date");
-                return pending().await;
+                return Ok(());
             }
             Err(StoreError::Unavailable(reason)) => {
                 debug!(%reason, "database still unavailable");
                 delay = (delay * 2).min(MAX_MIGRATION_RETRY_DELAY);
             }
-            Err(error) => return anyhow::Error::new(error).context("cannot migrate the database"),
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("cannot migrate the database"))
+            }
         }
     }
 }

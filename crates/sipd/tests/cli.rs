@@ -64,6 +64,15 @@ impl Sandbox {
         if let Some(database) = &self.postgres {
             command.env("SIPD_DATABASE_URL", &database.url);
         }
+        // SIP on free ports: tests run side by side, and 5060 may be taken.
+        for name in [
+            "SIPD_SIP_UDP",
+            "SIPD_SIP_TCP",
+            "SIPD_SIP_TLS",
+            "SIPD_SIP_WSS",
+        ] {
+            command.env(name, "127.0.0.1:0");
+        }
         command
     }
 
