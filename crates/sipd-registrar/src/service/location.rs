@@ -32,11 +32,14 @@ pub(crate) fn is_connection(transport: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(transport))
 }
 
-type Shard = HashMap<i64, Arc<Aor>>;
+type Shard = HashMap<i64, AorState>;
 
 pub(crate) struct Location {
     node_id: Arc<str>,
     shards: Box<[Mutex<Shard>]>,
+    /// Per-AOR serialization, striped: two AORs sharing a stripe merely take turns, and no
+    /// endpoint needs a lock of its own in memory.
+    serials: Box<[tokio::sync::Mutex<()>]>,
     /// (hash of flow id, endpoint) for this node's connection-bound bindings: who to visit when
     /// a connection closes. A hash collision only costs a visit that finds nothing.
     flows: Mutex<BTreeSet<(u64, i64)>>,
@@ -48,17 +51,14 @@ pub(crate) struct Location {
     interned: Mutex<HashSet<Arc<str>>>,
 }
 
-/// One endpoint (AOR): its REGISTERs take `serial` for the whole decide-commit-install span.
-pub(crate) struct Aor {
-    pub(crate) serial: tokio::sync::Mutex<()>,
-    state: Mutex<AorState>,
-}
+/// Stripes of the per-AOR lock.
+const SERIAL_STRIPES: usize = 4096;
 
-#[derive(Default)]
+/// One endpoint (AOR) with bindings; endpoints without are not in the map.
 struct AorState {
-    bindings: Vec<Compact>,
+    bindings: Box<[Compact]>,
     /// This AOR's key in `Location::deadlines`.
-    deadline: Option<i64>,
+    deadline: i64,
     /// `Location::installs` at the last install.
     installed: u64,
 }
@@ -70,7 +70,7 @@ struct Compact {
     text: Box<str>,
     /// Where each field of `text` ends.
     ends: [u32; FIELDS],
-    /// Bit `i` set: optional field `i` (flow id, instance id, path) is present.
+    /// Bit `i` set: optional field `i` is present (flow id, instance id, path, reg-id, q).
     present: u8,
     transport: Arc<str>,
     node_id: Arc<str>,
@@ -78,14 +78,17 @@ struct Compact {
     expires_at_ms: i64,
     updated_at_ms: i64,
     cseq: i64,
-    reg_id: Option<i64>,
-    q: Option<i32>,
+    reg_id: i64,
+    q: i32,
 }
 
 const FIELDS: usize = 6;
 const FLOW: usize = 3;
 const INSTANCE: usize = 4;
 const PATH: usize = 5;
+/// `present` bits of the optional numbers.
+const REG_ID_BIT: u8 = 1 << 3;
+const Q_BIT: u8 = 1 << 4;
 
 impl Compact {
     fn field(&self, index: usize) -> &str {
@@ -112,7 +115,7 @@ impl Compact {
             endpoint_pk,
             contact_uri: self.field(0).to_owned(),
             expires_at_ms: self.expires_at_ms,
-            q: self.q,
+            q: (self.present & Q_BIT != 0).then_some(self.q),
             call_id: self.field(1).to_owned(),
             cseq: self.cseq,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
@@ -120,7 +123,7 @@ impl Compact {
             transport: self.transport.to_string(),
             flow_id: self.optional(FLOW).map(str::to_owned),
             instance_id: self.optional(INSTANCE).map(str::to_owned),
-            reg_id: self.reg_id,
+            reg_id: (self.present & REG_ID_BIT != 0).then_some(self.reg_id),
             path: self.optional(PATH).map(str::to_owned),
             node_id: self.node_id.to_string(),
             updated_at_ms: self.updated_at_ms,
@@ -138,6 +141,9 @@ impl Location {
         Location {
             node_id: Arc::from(node_id),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            serials: (0..SERIAL_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             flows: Mutex::default(),
             flow_hasher: RandomState::new(),
             deadlines: Mutex::default(),
@@ -146,51 +152,161 @@ impl Location {
         }
     }
 
-    fn shard(&self, endpoint_pk: i64) -> &Mutex<Shard> {
-        &self.shards[endpoint_pk.rem_euclid(SHARDS as i64) as usize]
+    fn shard(&self, endpoint_pk: i64) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[endpoint_pk.rem_euclid(SHARDS as i64) as usize])
     }
 
-    /// The endpoint's entry, created if needed; removed again when the handle drops and the
-    /// entry is empty and unused.
-    pub(crate) fn aor(&self, endpoint_pk: i64) -> AorHandle<'_> {
-        let aor = lock(self.shard(endpoint_pk))
-            .entry(endpoint_pk)
-            .or_insert_with(|| {
-                Arc::new(Aor {
-                    serial: tokio::sync::Mutex::new(()),
-                    state: Mutex::default(),
-                })
+    fn stripe(endpoint_pk: i64) -> usize {
+        endpoint_pk.rem_euclid(SERIAL_STRIPES as i64) as usize
+    }
+
+    /// The endpoint's REGISTER lock, held from reading its bindings until the new ones are
+    /// installed.
+    pub(crate) fn serial(&self, endpoint_pk: i64) -> &tokio::sync::Mutex<()> {
+        &self.serials[Self::stripe(endpoint_pk)]
+    }
+
+    /// The locks of several endpoints, each once, in one global order (so two holders of
+    /// several never wait for each other in a cycle).
+    pub(crate) fn serials(&self, endpoints: &[i64]) -> Vec<&tokio::sync::Mutex<()>> {
+        let mut stripes: Vec<usize> = endpoints.iter().map(|&pk| Self::stripe(pk)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|i| &self.serials[i]).collect()
+    }
+
+    /// All held bindings of the endpoint (expired ones too: the core ignores those).
+    pub(crate) fn bindings(&self, endpoint_pk: i64) -> Vec<Binding> {
+        self.shard(endpoint_pk)
+            .get(&endpoint_pk)
+            .map(|aor| {
+                aor.bindings
+                    .iter()
+                    .map(|b| b.expanded(endpoint_pk))
+                    .collect()
             })
-            .clone();
-        AorHandle {
-            location: self,
-            endpoint_pk,
-            aor,
-        }
-    }
-
-    /// The endpoint's entry if it has one.
-    pub(crate) fn existing(&self, endpoint_pk: i64) -> Option<AorHandle<'_>> {
-        let aor = lock(self.shard(endpoint_pk)).get(&endpoint_pk)?.clone();
-        Some(AorHandle {
-            location: self,
-            endpoint_pk,
-            aor,
-        })
+            .unwrap_or_default()
     }
 
     /// The endpoint's bindings that are live at `now_ms`.
     pub(crate) fn live(&self, endpoint_pk: i64, now_ms: i64) -> Vec<Binding> {
-        let Some(aor) = lock(self.shard(endpoint_pk)).get(&endpoint_pk).cloned() else {
+        self.shard(endpoint_pk)
+            .get(&endpoint_pk)
+            .map(|aor| {
+                aor.bindings
+                    .iter()
+                    .filter(|b| b.expires_at_ms > now_ms)
+                    .map(|b| b.expanded(endpoint_pk))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether this node's connection `flow_id` carries one of the endpoint's bindings.
+    pub(crate) fn on_flow(&self, endpoint_pk: i64, flow_id: &str) -> bool {
+        self.shard(endpoint_pk)
+            .get(&endpoint_pk)
+            .is_some_and(|aor| {
+                aor.bindings
+                    .iter()
+                    .any(|b| b.flow_id() == Some(flow_id) && *b.node_id == *self.node_id)
+            })
+    }
+
+    /// Replaces the endpoint's bindings. Returns whether the earliest deadline of all moved
+    /// forward (the expiry timer must wake earlier).
+    pub(crate) fn install(&self, endpoint_pk: i64, bindings: &[Binding]) -> bool {
+        let new: Box<[Compact]> = bindings.iter().map(|b| self.compact(b)).collect();
+        let installed = self.installs.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut shard = self.shard(endpoint_pk);
+        let old = shard.remove(&endpoint_pk);
+        self.replace(endpoint_pk, &mut shard, old, new, installed)
+    }
+
+    /// Keeps only the bindings `keep` accepts; returns the others.
+    pub(crate) fn retain(&self, endpoint_pk: i64, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
+        self.retain_unless_installed_after(endpoint_pk, u64::MAX, keep)
+    }
+
+    /// [`Location::retain`], unless the entry was installed after install count `installs`
+    /// (it is newer than what `keep` was computed from).
+    pub(crate) fn retain_unless_installed_after(
+        &self,
+        endpoint_pk: i64,
+        installs: u64,
+        keep: impl Fn(&Binding) -> bool,
+    ) -> Vec<Binding> {
+        let mut shard = self.shard(endpoint_pk);
+        let Some(old) = shard.remove(&endpoint_pk) else {
             return Vec::new();
         };
-        let state = lock(&aor.state);
-        state
+        if old.installed > installs {
+            shard.insert(endpoint_pk, old);
+            return Vec::new();
+        }
+        let installed = old.installed;
+        let (kept, dropped): (Vec<Compact>, Vec<Compact>) = old
+            .bindings
+            .into_vec()
+            .into_iter()
+            .partition(|b| keep(&b.expanded(endpoint_pk)));
+        let old = AorState {
+            bindings: dropped.into_boxed_slice(),
+            deadline: old.deadline,
+            installed,
+        };
+        let dropped: Vec<Binding> = old
             .bindings
             .iter()
-            .filter(|b| b.expires_at_ms > now_ms)
             .map(|b| b.expanded(endpoint_pk))
-            .collect()
+            .collect();
+        self.replace(
+            endpoint_pk,
+            &mut shard,
+            Some(old),
+            kept.into_boxed_slice(),
+            installed,
+        );
+        dropped
+    }
+
+    /// Drops this node's bindings of the endpoint on connection `flow_id`; returns them.
+    pub(crate) fn drop_flow(&self, endpoint_pk: i64, flow_id: &str) -> Vec<Binding> {
+        self.retain(endpoint_pk, |b| {
+            !(b.flow_id.as_deref() == Some(flow_id)
+                && is_connection(&b.transport)
+                && b.node_id == *self.node_id)
+        })
+    }
+
+    /// Puts `new` in place of `old` (already out of the map), keeping the flow index and the
+    /// deadlines in step. `old`'s bindings are the ones leaving the indexes.
+    fn replace(
+        &self,
+        endpoint_pk: i64,
+        shard: &mut Shard,
+        old: Option<AorState>,
+        new: Box<[Compact]>,
+        installed: u64,
+    ) -> bool {
+        let (old_bindings, old_deadline) = match &old {
+            Some(old) => (&old.bindings[..], Some(old.deadline)),
+            None => (&[][..], None),
+        };
+        self.index_flows(endpoint_pk, old_bindings, &new);
+        let deadline = new.iter().map(|b| b.expires_at_ms).min();
+        let earlier = self.schedule(endpoint_pk, old_deadline, deadline);
+        if let Some(deadline) = deadline {
+            shard.insert(
+                endpoint_pk,
+                AorState {
+                    bindings: new,
+                    deadline,
+                    installed,
+                },
+            );
+        }
+        earlier
     }
 
     /// Endpoints that may have bindings on this node's connection `flow_id`.
@@ -223,23 +339,20 @@ impl Location {
     pub(crate) fn expire(&self, now_ms: i64) -> usize {
         let mut dropped = 0;
         loop {
-            let due = {
-                let mut deadlines = lock(&self.deadlines);
-                match deadlines.first() {
-                    Some(&(at, endpoint_pk)) if at <= now_ms => {
-                        deadlines.pop_first();
-                        endpoint_pk
-                    }
-                    _ => return dropped,
-                }
+            let due = match lock(&self.deadlines).first() {
+                Some(&(at, endpoint_pk)) if at <= now_ms => endpoint_pk,
+                _ => return dropped,
             };
-            if let Some(handle) = self.existing(due) {
-                dropped += handle.retain(|b| b.expires_at_ms > now_ms).len();
+            let expired = self.retain(due, |b| b.expires_at_ms > now_ms).len();
+            if expired == 0 {
+                // Not held any more (or its deadline was stale): never look at it again.
+                lock(&self.deadlines).retain(|&(_, endpoint_pk)| endpoint_pk != due);
             }
+            dropped += expired;
         }
     }
 
-    /// An endpoint added to the deadline set moved the earliest deadline forward.
+    /// Moves the endpoint's deadline; returns whether the earliest one moved forward.
     fn schedule(&self, endpoint_pk: i64, old: Option<i64>, new: Option<i64>) -> bool {
         if old == new {
             return false;
@@ -301,7 +414,13 @@ impl Location {
             .iter()
             .enumerate()
             .filter(|(_, field)| field.is_some())
-            .fold(0u8, |bits, (i, _)| bits | 1 << i);
+            .fold(0u8, |bits, (i, _)| bits | 1 << i)
+            | if binding.reg_id.is_some() {
+                REG_ID_BIT
+            } else {
+                0
+            }
+            | if binding.q.is_some() { Q_BIT } else { 0 };
         Compact {
             text: text.into_boxed_str(),
             ends,
@@ -312,8 +431,8 @@ impl Location {
             expires_at_ms: binding.expires_at_ms,
             updated_at_ms: binding.updated_at_ms,
             cseq: binding.cseq,
-            reg_id: binding.reg_id,
-            q: binding.q,
+            reg_id: binding.reg_id.unwrap_or_default(),
+            q: binding.q.unwrap_or_default(),
         }
     }
 
@@ -330,113 +449,5 @@ impl Location {
             interned.insert(shared.clone());
         }
         shared
-    }
-}
-
-/// A reference to one endpoint's entry; dropping it removes the entry if it is empty and no
-/// one else holds it, so the map only keeps endpoints with bindings.
-pub(crate) struct AorHandle<'a> {
-    location: &'a Location,
-    endpoint_pk: i64,
-    aor: Arc<Aor>,
-}
-
-impl AorHandle<'_> {
-    fn aor(&self) -> &Aor {
-        &self.aor
-    }
-
-    /// The per-AOR lock, held from reading the bindings until the new ones are installed.
-    pub(crate) fn serial(&self) -> &tokio::sync::Mutex<()> {
-        &self.aor().serial
-    }
-
-    /// All held bindings (expired ones too: the core ignores those).
-    pub(crate) fn bindings(&self) -> Vec<Binding> {
-        let state = lock(&self.aor().state);
-        state
-            .bindings
-            .iter()
-            .map(|b| b.expanded(self.endpoint_pk))
-            .collect()
-    }
-
-    /// Replaces the endpoint's bindings. Returns whether the earliest deadline of all moved
-    /// forward (the expiry timer must wake earlier).
-    pub(crate) fn install(&self, bindings: &[Binding]) -> bool {
-        let location = self.location;
-        let new: Vec<Compact> = bindings.iter().map(|b| location.compact(b)).collect();
-        let mut state = lock(&self.aor().state);
-        location.index_flows(self.endpoint_pk, &state.bindings, &new);
-        let deadline = new.iter().map(|b| b.expires_at_ms).min();
-        let earlier = location.schedule(self.endpoint_pk, state.deadline, deadline);
-        state.bindings = new;
-        state.deadline = deadline;
-        state.installed = location.installs.fetch_add(1, Ordering::AcqRel) + 1;
-        earlier
-    }
-
-    /// Keeps only the bindings `keep` accepts; returns the others.
-    pub(crate) fn retain(&self, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
-        self.retain_unless_installed_after(u64::MAX, keep)
-    }
-
-    /// [`AorHandle::retain`], unless the entry was installed after install count `installs`
-    /// (it is newer than what `keep` was computed from).
-    pub(crate) fn retain_unless_installed_after(
-        &self,
-        installs: u64,
-        keep: impl Fn(&Binding) -> bool,
-    ) -> Vec<Binding> {
-        let location = self.location;
-        let mut state = lock(&self.aor().state);
-        if state.installed > installs {
-            return Vec::new();
-        }
-        let (kept, dropped): (Vec<Compact>, Vec<Compact>) = std::mem::take(&mut state.bindings)
-            .into_iter()
-            .partition(|b| keep(&b.expanded(self.endpoint_pk)));
-        location.index_flows(self.endpoint_pk, &dropped, &[]);
-        let deadline = kept.iter().map(|b| b.expires_at_ms).min();
-        location.schedule(self.endpoint_pk, state.deadline, deadline);
-        state.bindings = kept;
-        state.deadline = deadline;
-        dropped
-            .iter()
-            .map(|b| b.expanded(self.endpoint_pk))
-            .collect()
-    }
-
-    /// Drops this node's bindings on connection `flow_id`; returns them.
-    pub(crate) fn drop_flow(&self, flow_id: &str) -> Vec<Binding> {
-        let node_id = &self.location.node_id;
-        self.retain(|b| {
-            !(b.flow_id.as_deref() == Some(flow_id)
-                && is_connection(&b.transport)
-                && b.node_id == **node_id)
-        })
-    }
-
-    /// Whether this node's connection `flow_id` carries one of the endpoint's bindings.
-    pub(crate) fn on_flow(&self, flow_id: &str) -> bool {
-        let node_id = &self.location.node_id;
-        lock(&self.aor().state)
-            .bindings
-            .iter()
-            .any(|b| b.flow_id() == Some(flow_id) && *b.node_id == **node_id)
-    }
-}
-
-impl Drop for AorHandle<'_> {
-    fn drop(&mut self) {
-        let mut shard = lock(self.location.shard(self.endpoint_pk));
-        // Clones are only made under the shard lock: a count of two (the map's and this one)
-        // means no one else holds it.
-        let unused = shard
-            .get(&self.endpoint_pk)
-            .is_some_and(|aor| Arc::strong_count(aor) == 2 && lock(&aor.state).bindings.is_empty());
-        if unused {
-            shard.remove(&self.endpoint_pk);
-        }
     }
 }

@@ -235,7 +235,7 @@ impl RegistrarService {
             }));
             if let Some(first) = kept.first() {
                 let kept: Vec<Binding> = kept.iter().map(|b| (*b).clone()).collect();
-                location.aor(first.endpoint_pk).install(&kept);
+                location.install(first.endpoint_pk, &kept);
             }
         }
         drop(live);
@@ -306,9 +306,7 @@ impl RegistrarService {
         }
         let mut dropped = Vec::new();
         for &endpoint_pk in &endpoints {
-            if let Some(aor) = inner.location.existing(endpoint_pk) {
-                dropped.extend(aor.drop_flow(flow_id));
-            }
+            dropped.extend(inner.location.drop_flow(endpoint_pk, flow_id));
         }
         let inner = Arc::clone(inner);
         let flow_id = flow_id.to_owned();
@@ -394,14 +392,14 @@ impl Inner {
             Ok(authorized) => authorized,
             Err(response) => return Some(RegisterOutcome::refused(response)),
         };
-        let aor = self.location.aor(authorized.endpoint_pk());
-        let _serial = aor.serial().lock().await;
+        let endpoint_pk = authorized.endpoint_pk();
+        let _serial = self.location.serial(endpoint_pk).lock().await;
         // A password change or deletion since authenticating: its handler may already have
         // cleaned up this AOR, so nothing may be written with the old credentials.
         if !credentials.is_some_and(|c| self.credentials.is_current(&c)) {
             return None;
         }
-        let current = aor.bindings();
+        let current = self.location.bindings(endpoint_pk);
         let core_source = Source {
             remote: source.remote,
             transport: source.transport,
@@ -421,13 +419,13 @@ impl Inner {
                 _ => RegisterOutcome::refused(self.registrar().commit_failed(request)),
             });
         }
-        if aor.install(&registration.bindings) {
+        if self.location.install(endpoint_pk, &registration.bindings) {
             self.deadline_moved.notify_one();
         }
         Some(RegisterOutcome {
             response: registration.response.bytes,
             status: registration.response.status,
-            flow_registered: Some(aor.on_flow(&source.flow_id)),
+            flow_registered: Some(self.location.on_flow(endpoint_pk, &source.flow_id)),
         })
     }
 
@@ -441,15 +439,12 @@ impl Inner {
     ) {
         endpoints.sort_unstable();
         endpoints.dedup();
-        let handles: Vec<_> = endpoints
-            .iter()
-            .filter_map(|&endpoint_pk| self.location.existing(endpoint_pk))
-            .collect();
-        // Sorted order: two closing flows never wait for each other's locks in a cycle.
-        let mut serials = Vec::with_capacity(handles.len());
-        for aor in &handles {
-            serials.push(aor.serial().lock().await);
-            dropped.extend(aor.drop_flow(&flow_id));
+        let mut held = Vec::new();
+        for serial in self.location.serials(&endpoints) {
+            held.push(serial.lock().await);
+        }
+        for &endpoint_pk in &endpoints {
+            dropped.extend(self.location.drop_flow(endpoint_pk, &flow_id));
         }
         let deletes: Vec<BindingChange> = dropped
             .into_iter()
@@ -483,13 +478,11 @@ impl Inner {
         if change.kind == EndpointChangeKind::Updated {
             return;
         }
-        let Some(aor) = self.location.existing(change.endpoint_pk) else {
-            return;
-        };
+        let endpoint_pk = change.endpoint_pk;
         // Unused at once; then again once a REGISTER in flight has installed its bindings.
-        let mut dropped = aor.retain(|_| false);
-        let _serial = aor.serial().lock().await;
-        dropped.extend(aor.retain(|_| false));
+        let mut dropped = self.location.retain(endpoint_pk, |_| false);
+        let _serial = self.location.serial(endpoint_pk).lock().await;
+        dropped.extend(self.location.retain(endpoint_pk, |_| false));
         if change.kind != EndpointChangeKind::CredentialsChanged {
             return; // Deleted: the database cascade removed the rows.
         }
@@ -525,11 +518,10 @@ impl Inner {
             .map(|b| (b.endpoint_pk, b.contact_uri.as_str()))
             .collect();
         for endpoint_pk in endpoints {
-            if let Some(aor) = self.location.existing(endpoint_pk) {
-                aor.retain_unless_installed_after(installs, |b| {
+            self.location
+                .retain_unless_installed_after(endpoint_pk, installs, |b| {
                     stored.contains(&(endpoint_pk, b.contact_uri.as_str()))
                 });
-            }
         }
     }
 
