@@ -35,6 +35,7 @@ pub enum BindingChange {
 }
 
 impl BindingChange {
+    /// The endpoint whose bindings this changes.
     pub fn endpoint_pk(&self) -> i64 {
         match self {
             BindingChange::Upsert(binding) | BindingChange::UpsertAuthenticated { binding, .. } => {
@@ -62,14 +63,10 @@ const MAX_ROWS_LOG2: u32 = 9;
 struct BindingPlan<'a> {
     clear_endpoints: BTreeSet<i64>,
     /// `None`: delete the binding.
-    last_word: BTreeMap<(i64, &'a str), Option<Upsert<'a>>>,
-}
-
-#[derive(Clone, Copy)]
-struct Upsert<'a> {
-    binding: &'a Binding,
-    /// The endpoint's `credentials_changed_at` this upsert requires.
-    credentials_changed_at_ms: Option<i64>,
+    last_word: BTreeMap<(i64, &'a str), Option<&'a Binding>>,
+    /// (endpoint, required `credentials_changed_at`) of every authenticated upsert, even one
+    /// a later change overrides: the whole list fails if any of them is stale.
+    credential_checks: BTreeSet<(i64, i64)>,
 }
 
 impl<'a> BindingPlan<'a> {
@@ -112,24 +109,12 @@ impl<'a> BindingPlan<'a> {
     }
 
     fn upsert(&mut self, binding: &'a Binding, credentials_changed_at_ms: Option<i64>) {
+        if let Some(required) = credentials_changed_at_ms {
+            self.credential_checks
+                .insert((binding.endpoint_pk, required));
+        }
         let key = (binding.endpoint_pk, binding.contact_uri.as_str());
-        let upsert = Upsert {
-            binding,
-            credentials_changed_at_ms,
-        };
-        self.last_word.insert(key, Some(upsert));
-    }
-
-    /// (endpoint, required `credentials_changed_at`) of the authenticated upserts.
-    fn credential_checks(&self) -> BTreeSet<(i64, i64)> {
-        self.last_word
-            .values()
-            .flatten()
-            .filter_map(|upsert| {
-                let required = upsert.credentials_changed_at_ms?;
-                Some((upsert.binding.endpoint_pk, required))
-            })
-            .collect()
+        self.last_word.insert(key, Some(binding));
     }
 }
 
@@ -351,16 +336,10 @@ async fn apply_plan(
         }
         query.execute(&mut *conn).await?;
     }
-    let checks = plan.credential_checks();
-    if !checks.is_empty() {
-        check_credentials(conn, backend, &checks).await?;
+    if !plan.credential_checks.is_empty() {
+        check_credentials(conn, backend, &plan.credential_checks).await?;
     }
-    let upserts: Vec<&Binding> = plan
-        .last_word
-        .values()
-        .flatten()
-        .map(|upsert| upsert.binding)
-        .collect();
+    let upserts: Vec<&Binding> = plan.last_word.values().flatten().copied().collect();
     for chunk in power_of_two_chunks(&upserts) {
         let mut query = sqlx::query(statement_for(&texts.upsert, chunk.len()));
         for binding in chunk {

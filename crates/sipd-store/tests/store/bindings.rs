@@ -366,6 +366,17 @@ async fn authenticated_upsert_requires_the_current_credentials() {
         live(&store).await.is_empty(),
         "the password change removed sip:1"
     );
+    // Even when a later change in the same list overrides the stale one.
+    let overridden = store
+        .apply_binding_changes(&[
+            upsert("sip:2@192.0.2.1", authenticated_at),
+            BindingChange::Upsert(binding(&phone, "sip:2@192.0.2.1", now + 60_000, now)),
+        ])
+        .await;
+    assert!(
+        matches!(overridden, Err(StoreError::InvalidReference("credentials"))),
+        "{overridden:?}"
+    );
 
     let reauthenticated = store
         .credentials_by_username("phone")
