@@ -17,6 +17,37 @@
 //! and [`Store::subscribe_endpoint_changes`] tells every node's caches about password changes
 //! and deleted endpoints (LISTEN/NOTIFY on PostgreSQL).
 //!
+//! ```no_run
+//! # async fn registrar(store: sipd_store::Store, binding: sipd_store::Binding) -> sipd_store::Result<()> {
+//! use sipd_store::{BindingChange, EndpointEvent};
+//! // At start: subscribe first, then load, so no change slips in between.
+//! let mut changes = store.subscribe_endpoint_changes().await;
+//! let bindings = store.live_bindings(chrono::Utc::now().timestamp_millis()).await?;
+//! tokio::spawn(async move {
+//!     while let Some(event) = changes.recv().await {
+//!         match event {
+//!             // Drop the cached credentials of `change.username` and the bindings of
+//!             // `change.endpoint_pk` (unless the kind is `Updated`).
+//!             EndpointEvent::Changed(change) => {}
+//!             // Drop everything cached.
+//!             EndpointEvent::Resync => {}
+//!         }
+//!     }
+//! });
+//! // Per REGISTER, after the digest check with `credentials`: answer 200 once this returns.
+//! let writer = store.binding_writer(); // once, shared by all REGISTERs
+//! # let credentials = store.credentials_by_username("alice").await?.unwrap();
+//! writer
+//!     .commit(vec![BindingChange::UpsertAuthenticated {
+//!         binding,
+//!         credentials_changed_at_ms: credentials.credentials_changed_at.timestamp_millis(),
+//!     }])
+//!     .await?;
+//! # drop(bindings);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Cargo feature `testing`: `testing::fresh_store()` gives tests of any crate an empty, migrated
 //! store (SQLite, or PostgreSQL when `SIPD_TEST_DATABASE_URL` is set).
 
