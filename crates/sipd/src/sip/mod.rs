@@ -65,11 +65,13 @@ impl SipServer {
         let local = transports.local_addrs();
         log_listeners(&local);
 
-        let mut layer_config = sip_transaction::Config::default();
-        layer_config.timers = Timers {
-            t1: config.sip.t1,
-            t2: config.sip.t2,
-            t4: config.sip.t4,
+        let layer_config = sip_transaction::Config {
+            timers: Timers {
+                t1: config.sip.t1,
+                t2: config.sip.t2,
+                t4: config.sip.t4,
+            },
+            ..sip_transaction::Config::default()
         };
         let (stop, stopped) = watch::channel(false);
         let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
