@@ -169,7 +169,9 @@ impl Store {
         let busy_timeout_ms = options.acquire_timeout.as_millis().min(i32::MAX as u128);
         let sqlite_pragmas: Arc<[String]> = Arc::from(vec![
             "PRAGMA journal_mode = WAL".to_owned(),
-            "PRAGMA synchronous = NORMAL".to_owned(),
+            // FULL: a commit (a binding before its 200 OK) survives a power loss, not only a
+            // crash of sipd; group commit makes the extra fsync per transaction affordable.
+            "PRAGMA synchronous = FULL".to_owned(),
             "PRAGMA foreign_keys = ON".to_owned(),
             format!("PRAGMA busy_timeout = {busy_timeout_ms}"),
             // SQLite's LIKE ignores ASCII case by default; PostgreSQL's does not.
