@@ -34,7 +34,8 @@ WORKDIR /var/lib/sipd
 ENV SIPD_DATA_DIR=/var/lib/sipd/data \
     SIPD_DATABASE_URL=sqlite:///var/lib/sipd/data/sipd.db
 VOLUME ["/var/lib/sipd/data"]
-# REST API; SIP UDP/TCP, TLS and WSS (SIP transports are configured but not served yet).
+# REST API; SIP over UDP and TCP, TLS, WSS. Without certificate files (SIPD_SIP_TLS_CERTIFICATE,
+# SIPD_SIP_TLS_PRIVATE_KEY) TLS and WSS use a self-signed certificate.
 EXPOSE 8080 5060/udp 5060/tcp 5061/tcp 7443/tcp
 ENTRYPOINT ["sipd"]
 CMD ["serve"]
