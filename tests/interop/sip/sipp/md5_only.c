@@ -10,12 +10,17 @@
  * §2.4: a client uses the first challenge whose algorithm it supports). The shim makes sipp
  * behave as that rule says; the server still sends, and is measured with, both challenges.
  *
- * Only recv(2) and recvfrom(2) are wrapped: they are the only receive calls sipp imports
- * (`nm -D /usr/bin/sipp`). A header line split across two TCP reads would be left as is
- * (sipp would then report the call failed, visibly): use one connection per call (-t tn).
+ * sipsak 0.9.8.1 ("unsupported authentication algorithm") and baresip 1.0.0 / libre
+ * ("Register: Function not implemented", ENOSYS from libre's auth handler) fail the same way
+ * on the first challenge; the same shim works for them.
+ *
+ * Wrapped: recv(2) and recvfrom(2) (all that sipp and sipsak import for receiving) and
+ * OpenSSL's SSL_read (libre's TLS, so baresip over TLS is filtered after decryption). A header
+ * line split across two stream reads would be left as is (the client would then fail the
+ * registration, visibly); SIP messages this small arrive in one read in practice.
  *
  * Build: cc -O2 -shared -fPIC -o md5_only.so md5_only.c -ldl
- * Use:   LD_PRELOAD=/path/md5_only.so sipp ...
+ * Use:   LD_PRELOAD=/path/md5_only.so sipp ...   (or sipsak, baresip)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -86,4 +91,15 @@ ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src,
     }
     ssize_t n = real(fd, buf, len, flags, src, srclen);
     return (flags & MSG_PEEK) ? n : filter(buf, n);
+}
+
+/* OpenSSL's SSL_read, for clients that take SIP over TLS from it (libre, hence baresip). */
+int SSL_read(void *ssl, void *buf, int num)
+{
+    static int (*real)(void *, void *, int);
+    if (!real) {
+        real = (int (*)(void *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
+    }
+    int n = real(ssl, buf, num);
+    return n > 0 ? (int)filter(buf, n) : n;
 }
