@@ -232,6 +232,8 @@ pub struct ApplicationListQuery {
     pub app_name_contains: Option<String>,
     #[serde(rename = "app_name__exact")]
     pub app_name_exact: Option<String>,
+    /// Only applications of this type (`XML` or `Siptrunk`), as the Python SDK sends it.
+    pub application_type: Option<String>,
     /// Only applications of this account (the path's own auth_id or one of its sub-accounts).
     pub sub_account: Option<String>,
 }
@@ -242,6 +244,7 @@ impl ApplicationListQuery {
         [
             ("app_name__contains", &self.app_name_contains),
             ("app_name__exact", &self.app_name_exact),
+            ("application_type", &self.application_type),
             ("sub_account", &self.sub_account),
         ]
         .into_iter()
@@ -433,6 +436,7 @@ pub async fn list(
             let filter = ApplicationFilter {
                 app_name_contains: query.app_name_contains.clone(),
                 app_name_exact: query.app_name_exact.clone(),
+                application_type: query.application_type.clone(),
                 account_id,
             };
             state

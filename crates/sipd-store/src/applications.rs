@@ -114,6 +114,9 @@ fn push_application_filter(sql: &mut Sql, scope: Scope, filter: &ApplicationFilt
     if let Some(name) = &filter.app_name_contains {
         sql.contains("ap.app_name", name)?;
     }
+    if let Some(kind) = &filter.application_type {
+        sql.push(" AND ap.application_type = ").bind(kind.clone())?;
+    }
     Ok(())
 }
 

@@ -155,6 +155,8 @@ pub struct ApplicationPatch {
 pub struct ApplicationFilter {
     pub app_name_contains: Option<String>,
     pub app_name_exact: Option<String>,
+    /// Exact `application_type` (`XML`, `Siptrunk`).
+    pub application_type: Option<String>,
     /// Only this account's apps (already checked to be inside the scope by the caller).
     pub account_id: Option<i64>,
 }

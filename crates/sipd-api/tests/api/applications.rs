@@ -358,6 +358,24 @@ async fn list_paginates_with_limit_offset_and_the_sdk_page_size() {
         .await
         .json;
     assert_eq!(contains["meta"]["total_count"], 7);
+    // vobiz-python's `applications.list()` filters by type.
+    let xml = api
+        .get(&format!("{base}?application_type=XML&limit=5"), main)
+        .await
+        .json;
+    assert_eq!(xml["meta"]["total_count"], 7);
+    assert_eq!(
+        xml["meta"]["next"],
+        format!(
+            "/v1/Account/{}/Application/?limit=5&offset=5&application_type=XML",
+            main.auth_id
+        )
+    );
+    let trunks = api
+        .get(&format!("{base}?application_type=Siptrunk"), main)
+        .await
+        .json;
+    assert_eq!(trunks["meta"]["total_count"], 0);
 
     for query in ["page=0", "size=-3", "limit=x", "offset=1.5"] {
         let reply = api.get(&format!("{base}?{query}"), main).await;
