@@ -225,13 +225,13 @@ pub fn text(outcome: &RegisterOutcome) -> String {
     String::from_utf8_lossy(&outcome.response).into_owned()
 }
 
-/// Polls `condition` until it holds, failing after five seconds.
+/// Polls `condition` until it holds, failing after ten seconds.
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
         while !condition().await {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
