@@ -13,7 +13,7 @@ pub struct CreateAccount {
 }
 
 pub async fn create(config: &Config, request: CreateAccount) -> anyhow::Result<()> {
-    let store = database::open(config).await?;
+    let (store, _) = database::open(config).await?;
     // So that `account create` works on a fresh database, before the first `serve`.
     database::migrate(&store, config).await?;
     let (account, auth_token) = store

@@ -1,12 +1,13 @@
 //! Opening the store from the config, and the `migrate` command.
 
 use crate::config::Config;
-use crate::secret;
+use crate::secret::{self, SecretKey};
 use anyhow::Context;
 use sipd_store::{Store, StoreOptions};
 
+/// Resolves the secret key (creating its file on first start) and opens the store with it.
 /// Connects lazily: a database that is down now is not an error here.
-pub async fn open(config: &Config) -> anyhow::Result<Store> {
+pub async fn open(config: &Config) -> anyhow::Result<(Store, SecretKey)> {
     let secret_key = secret::resolve(config.security.secret_key.as_ref(), &config.data.dir)?;
     let options = StoreOptions {
         url: config.database.url.as_str().to_owned(),
@@ -15,9 +16,10 @@ pub async fn open(config: &Config) -> anyhow::Result<Store> {
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout,
     };
-    Store::connect(options)
+    let store = Store::connect(options)
         .await
-        .with_context(|| format!("cannot open the database {}", config.database.url))
+        .with_context(|| format!("cannot open the database {}", config.database.url))?;
+    Ok((store, secret_key))
 }
 
 /// Applies pending migrations; any failure, an unreachable database included, is an error.
@@ -32,6 +34,6 @@ pub async fn migrate(store: &Store, config: &Config) -> anyhow::Result<()> {
 
 /// `sipd migrate`.
 pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
-    let store = open(config).await?;
+    let (store, _) = open(config).await?;
     migrate(&store, config).await
 }

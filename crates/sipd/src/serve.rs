@@ -4,8 +4,8 @@
 //! retried in the background. A migration that fails for any other reason stops the server.
 
 use crate::config::Config;
+use crate::database;
 use crate::sip::SipServer;
-use crate::{database, secret};
 use anyhow::Context;
 use sipd_api::ApiState;
 use sipd_store::{Store, StoreError};
@@ -28,7 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let mut signals = ShutdownSignals::install()?;
 
-    let store = database::open(&config).await?;
+    let (store, secret_key) = database::open(&config).await?;
     let schema_ready = match store.migrate().await {
         Ok(()) => {
             info!("database schema is up to date");
@@ -57,7 +57,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sip_domain: config.sip.domain.clone(),
     });
     // The registrar loads bindings at start, so SIP starts once the schema is there.
-    let secret_key = secret::resolve(config.security.secret_key.as_ref(), &config.data.dir)?;
     let mut sip = if schema_ready {
         Some(SipServer::start(&config, store.clone(), &secret_key).await?)
     } else {
