@@ -5,7 +5,9 @@
         [--endpoints 10000] [--rates 1000,2000,...] [--seconds 5] [--memory-bindings 100000]
 
 Phase 1 (rate steps): a scratch database, N endpoints created through the REST API, every
-endpoint registered once (warm-up), then for each rate one sipp run of rate x seconds calls
+endpoint registered once (warm-up), then for each rate one sipp run of rate x seconds calls,
+with --cooldown idle seconds between steps (sipd holds each server transaction 32 s after
+its final response, at most 100,000 per shard: see --cooldown)
 (REGISTER -> 401 -> REGISTER with Authorization -> 200; the injection file cycles through the N
 users, so most steps are refreshes of live bindings). Per step it prints the rate offered and
 achieved, failed calls, UDP retransmissions, p50/p99/max of the whole exchange (first REGISTER
@@ -186,15 +188,39 @@ def create_users(api, count, start=0):
     return users
 
 
+def warning_summary(log_path, top=6):
+    """The most frequent WARN/ERROR messages in sipd's log (message text, fields stripped)."""
+    counts = {}
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                m = re.search(r"\s(WARN|ERROR)\s+(\S+):\s+(.*)", line)
+                if not m:
+                    continue
+                text = re.split(r"\s\w+=", m.group(3), maxsplit=1)[0].strip()
+                key = f"{m.group(1)} {m.group(2)}: {text[:100]}"
+                counts[key] = counts.get(key, 0) + 1
+    except OSError:
+        return []
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+
+
+def print_warnings(server):
+    for text, count in warning_summary(server.sipd.log_path):
+        print(f"  sipd log: {count:>7} x {text}", flush=True)
+
+
 def fmt_ms(v):
     return "-" if v != v else f"{v:.1f}"
 
 
 def rate_steps(args, root):
-    print(f"== phase 1: rate steps on {args.db}, {args.endpoints} endpoints, {args.seconds}s per step", flush=True)
-    server = Server(args, os.path.join(root, "steps"), "steps").start()
+    print(f"== phase 1: rate steps on {args.db}, {args.endpoints} endpoints, {args.seconds}s per step, "
+          f"{args.cooldown:g}s idle between steps", flush=True)
+    server = Server(args, os.path.join(root, "steps"), "steps")
     results = []
     try:
+        server.start()
         users = create_users(server.api, args.endpoints)
         csv = os.path.join(server.workdir, "users.csv")
         write_csv(csv, users)
@@ -205,7 +231,13 @@ def rate_steps(args, root):
         header = (f"  {'offered/s':>9} {'achieved/s':>10} {'calls':>7} {'failed':>6} {'retrans':>7} "
                   f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'sipp CPU':>8} {'sipd CPU':>8}")
         print(header, flush=True)
-        for rate in args.rates:
+        for index, rate in enumerate(args.rates):
+            if args.cooldown and index:
+                # Not a wait for an event: a designed idle interval. sipd keeps every non-INVITE
+                # server transaction for Timer J (64 x T1 = 32 s over UDP) after its final
+                # response, at most 100,000 per shard, and one UDP flow (sipp's) is one shard;
+                # without the pause, step N inherits step N-1's transactions and hits 503.
+                time.sleep(args.cooldown)
             calls = rate * args.seconds
             cpu0 = proc_cpu_seconds(server.sipd.pid())
             r = run_sipp(server.workdir, f"rate-{rate}", csv, rate, calls, args.shim, 3600,
@@ -226,6 +258,7 @@ def rate_steps(args, root):
     finally:
         code = server.stop()
         print(f"  sipd stopped (exit code {code})", flush=True)
+        print_warnings(server)
     clean = [r for r in results if r["failed"] == 0 and r["rc"] == 0]
     best = max((r["rate"] for r in clean), default=None)
     best_p99 = max((r["rate"] for r in clean if r["p99"] < 20), default=None)
@@ -240,8 +273,9 @@ def rate_steps(args, root):
 def memory(args, root):
     m = args.memory_bindings
     print(f"== phase 2: memory per binding on {args.db}, {m} bindings (expires 7200 s)", flush=True)
-    server = Server(args, os.path.join(root, "memory"), "memory").start()
+    server = Server(args, os.path.join(root, "memory"), "memory")
     try:
+        server.start()
         users = create_users(server.api, m)
         csv = os.path.join(server.workdir, "users.csv")
         write_csv(csv, users)
@@ -258,6 +292,7 @@ def memory(args, root):
     finally:
         code = server.stop()
         print(f"  sipd stopped (exit code {code})", flush=True)
+        print_warnings(server)
 
 
 def main():
@@ -269,9 +304,14 @@ def main():
     p.add_argument("--rates", default="1000,2000,4000,6000,8000,10000,12000")
     p.add_argument("--seconds", type=int, default=5, help="length of each rate step (calls = rate x seconds)")
     p.add_argument("--memory-bindings", type=int, default=100000, help="0 skips the memory phase")
-    p.add_argument("--memory-rate", type=int, default=2000)
-    p.add_argument("--log-level", default="warn", help="sipd log level during the benchmark")
+    p.add_argument("--memory-rate", type=int, default=1400,
+                   help="below 100,000 transactions / (2 x 32 s) per flow, sipd's sustainable rate on one flow")
+    p.add_argument("--cooldown", type=float, default=33,
+                   help="idle seconds between rate steps (Timer J + 1 s); 0 runs them back to back")
+    p.add_argument("--log-level", default="warn,sipd::serve=info,sipd::sip=info",
+                   help="sipd log filter during the benchmark (start-up lines are needed)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder (sipd and sipp logs)")
     args = p.parse_args()
     args.rates = [int(x) for x in args.rates.split(",") if x]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -286,7 +326,7 @@ def main():
                 json.dump({"db": args.db, "steps": steps, "memory": mem}, f, indent=1)
         ok = True
     finally:
-        if ok:
+        if ok and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"logs kept in {root}", flush=True)
