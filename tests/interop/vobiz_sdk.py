@@ -45,6 +45,9 @@ class Sipd:
         # Only what this test sets: no SIPD_* settings leak in from the caller's environment.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SIPD_")}
         self.env["SIPD_API_LISTEN"] = "127.0.0.1:0"
+        # This test speaks only HTTP: SIP on free loopback ports, so 5060 and friends may be taken.
+        for transport in ("UDP", "TCP", "TLS", "WSS"):
+            self.env[f"SIPD_SIP_{transport}"] = "127.0.0.1:0"
         self.env["SIPD_DATABASE_URL"] = "sqlite://data/sipd.db"
         self.log = []
         self.process = None
