@@ -272,11 +272,15 @@ impl Shard {
     async fn complete(&mut self, done: Completion) {
         self.pending_registers = self.pending_registers.saturating_sub(1);
         if let Some(registered) = done.outcome.flow_registered {
-            // A closed flow has nothing left to keep open.
-            let _ = self
+            let pinned = self
                 .context
                 .transports
                 .set_flow_registered(done.flow, registered);
+            if registered && pinned.is_err() {
+                // The connection closed while the registrar committed: its FlowClosed went
+                // by before this binding existed, so drop the binding now.
+                self.context.registrar.flow_closed(&done.flow.to_string());
+            }
         }
         self.respond(done.transaction, done.outcome.response);
         self.drain().await;
