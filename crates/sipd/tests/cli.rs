@@ -4,188 +4,29 @@
 //! On SQLite by default; on a scratch PostgreSQL database (`sipd_cli_<random>`, dropped
 //! afterwards) when SIPD_TEST_DATABASE_URL names a server.
 
+mod common;
+
+use common::{with_database_name, Sandbox, TIMEOUT};
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use std::process::Output;
+use tokio::process::Command;
 
-/// Upper bound for any one wait (a command, a log line, an exit); waits end at the event.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A temporary working directory and a database of its own.
-struct Sandbox {
-    dir: tempfile::TempDir,
-    postgres: Option<ScratchDatabase>,
-}
-
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Sandbox {
-    async fn new() -> Sandbox {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let postgres = match std::env::var("SIPD_TEST_DATABASE_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => {
-                Some(ScratchDatabase::create(admin_url).await)
-            }
-            _ => None,
-        };
-        Sandbox { dir, postgres }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `sipd ARGS` in the sandbox, with no SIPD_* variables from the test's own environment
-    /// but the database URL when running on PostgreSQL (SQLite uses the default URL).
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sipd"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SIPD_") {
-                command.env_remove(name);
-            }
-        }
-        if let Some(database) = &self.postgres {
-            command.env("SIPD_DATABASE_URL", &database.url);
-        }
-        // SIP on free ports: tests run side by side, and 5060 may be taken.
-        for name in [
-            "SIPD_SIP_UDP",
-            "SIPD_SIP_TCP",
-            "SIPD_SIP_TLS",
-            "SIPD_SIP_WSS",
-        ] {
-            command.env(name, "127.0.0.1:0");
-        }
-        command
-    }
-
-    async fn run(&self, command: &mut Command) -> Output {
-        tokio::time::timeout(TIMEOUT, command.output())
-            .await
-            .expect("sipd did not finish in time")
-            .expect("sipd runs")
-    }
-
-    async fn run_ok(&self, command: &mut Command) -> Output {
-        let output = self.run(command).await;
-        assert!(
-            output.status.success(),
-            "sipd failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Runs `sipd account create` with `extra` arguments; returns (auth_id, auth_token).
-    async fn create_account(&self, extra: &[&str]) -> (String, String) {
-        let mut args = vec!["account", "create", "--name", "Acme"];
-        args.extend_from_slice(extra);
-        let output = self.run_ok(&mut self.command(&args)).await;
-        let credentials = single_json_line(&output.stdout);
-        (
-            string_field(&credentials, "auth_id"),
-            string_field(&credentials, "auth_token"),
-        )
-    }
-
-    async fn serve(&self, mut command: Command) -> Server {
-        Server::start(&mut command).await
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if let Some(database) = self.postgres.take() {
-            // Drop runs inside the test's runtime, which cannot be blocked on: use another.
-            let dropped = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(database.drop_database())
-            })
-            .join();
-            if let Ok(Err(error)) = dropped {
-                eprintln!("could not drop the scratch database: {error}");
-            }
-        }
-    }
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: String) -> ScratchDatabase {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "sipd_cli_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let url = with_database_name(&admin_url, &name);
-        let database = ScratchDatabase {
-            admin_url,
-            name,
-            url,
-        };
-        database
-            .admin(&format!("CREATE DATABASE {}", database.name))
-            .await
-            .expect("create the scratch database on SIPD_TEST_DATABASE_URL's server");
-        database
-    }
-
-    async fn drop_database(self) -> Result<(), sqlx::Error> {
-        self.admin(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
+async fn run(command: &mut Command) -> Output {
+    tokio::time::timeout(TIMEOUT, command.output())
         .await
-    }
-
-    async fn admin(&self, sql: &str) -> Result<(), sqlx::Error> {
-        use sqlx::Connection;
-        let mut connection = sqlx::PgConnection::connect(&self.admin_url).await?;
-        sqlx::raw_sql(sql).execute(&mut connection).await?;
-        connection.close().await
-    }
+        .expect("sipd did not finish in time")
+        .expect("sipd runs")
 }
 
-/// `postgres://u@h:5432/test?x=y` with its database name replaced.
-fn with_database_name(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
+async fn run_ok(command: &mut Command) -> Output {
+    let output = run(command).await;
+    assert!(
+        output.status.success(),
+        "sipd failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 fn single_json_line(stdout: &[u8]) -> Value {
@@ -210,99 +51,6 @@ fn string_field(object: &Value, name: &str) -> String {
         .to_owned()
 }
 
-/// A running `sipd serve`, whose stderr lines are collected as they come.
-struct Server {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    log: Vec<String>,
-    address: SocketAddr,
-}
-
-impl Server {
-    async fn start(command: &mut Command) -> Server {
-        let mut child = command.spawn().expect("start sipd serve");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (sender, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            address: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let line = server.wait_for_log("API listening on http://").await;
-        let start = line.find("http://").unwrap() + "http://".len();
-        let address: String = line[start..]
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '"')
-            .collect();
-        server.address = address
-            .parse()
-            .unwrap_or_else(|_| panic!("address in {line:?}"));
-        server
-    }
-
-    /// Waits for a stderr line containing `needle` (or fails with everything logged so far).
-    async fn wait_for_log(&mut self, needle: &str) -> String {
-        if let Some(line) = self.log.iter().find(|line| line.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Ok(None) => panic!(
-                    "sipd closed stderr before logging {needle:?}:\n{}",
-                    self.log.join("\n")
-                ),
-                Err(_) => panic!(
-                    "sipd did not log {needle:?} in time:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns the exit status and the whole log.
-    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().expect("sipd is running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid}");
-        let exit = tokio::time::timeout(TIMEOUT, self.child.wait())
-            .await
-            .expect("sipd exits after SIGTERM")
-            .expect("wait for sipd");
-        // The reader ends at EOF, once sipd has exited.
-        while let Some(line) = tokio::time::timeout(TIMEOUT, self.lines.recv())
-            .await
-            .expect("stderr closes")
-        {
-            self.log.push(line);
-        }
-        (exit, self.log)
-    }
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
@@ -313,9 +61,7 @@ fn http() -> reqwest::Client {
 #[tokio::test]
 async fn account_create_prints_one_json_line_with_generated_credentials() {
     let sandbox = Sandbox::new().await;
-    let output = sandbox
-        .run_ok(&mut sandbox.command(&["account", "create", "--name", "Acme"]))
-        .await;
+    let output = run_ok(&mut sandbox.command(&["account", "create", "--name", "Acme"])).await;
     let credentials = single_json_line(&output.stdout);
     let object = credentials.as_object().expect("a JSON object");
     assert_eq!(
@@ -331,7 +77,7 @@ async fn account_create_prints_one_json_line_with_generated_credentials() {
     assert!(!string_field(&credentials, "auth_token").is_empty());
 
     // A second account gets other credentials.
-    let (second_id, _) = sandbox.create_account(&[]).await;
+    let (second_id, _) = sandbox.create_account().await;
     assert_ne!(second_id, auth_id);
 }
 
@@ -339,18 +85,17 @@ async fn account_create_prints_one_json_line_with_generated_credentials() {
 async fn account_create_prints_the_given_credentials_and_logs_no_token() {
     let sandbox = Sandbox::new().await;
     let token = "given-token-0123456789abcdef";
-    let output = sandbox
-        .run_ok(&mut sandbox.command(&[
-            "account",
-            "create",
-            "--name",
-            "Acme",
-            "--auth-id",
-            "MA_GIVEN001",
-            "--auth-token",
-            token,
-        ]))
-        .await;
+    let output = run_ok(&mut sandbox.command(&[
+        "account",
+        "create",
+        "--name",
+        "Acme",
+        "--auth-id",
+        "MA_GIVEN001",
+        "--auth-token",
+        token,
+    ]))
+    .await;
     let credentials = single_json_line(&output.stdout);
     assert_eq!(string_field(&credentials, "auth_id"), "MA_GIVEN001");
     assert_eq!(string_field(&credentials, "auth_token"), token);
@@ -358,16 +103,15 @@ async fn account_create_prints_the_given_credentials_and_logs_no_token() {
     assert!(!log.contains(token), "the token is logged:\n{log}");
 
     // The same auth_id again is refused, with a message and nothing on stdout.
-    let output = sandbox
-        .run(&mut sandbox.command(&[
-            "account",
-            "create",
-            "--name",
-            "Again",
-            "--auth-id",
-            "MA_GIVEN001",
-        ]))
-        .await;
+    let output = run(&mut sandbox.command(&[
+        "account",
+        "create",
+        "--name",
+        "Again",
+        "--auth-id",
+        "MA_GIVEN001",
+    ]))
+    .await;
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("sipd: error:"));
@@ -376,12 +120,12 @@ async fn account_create_prints_the_given_credentials_and_logs_no_token() {
 #[tokio::test]
 async fn migrate_creates_the_database_and_the_secret_key_and_can_run_again() {
     let sandbox = Sandbox::new().await;
-    sandbox.run_ok(&mut sandbox.command(&["migrate"])).await;
-    sandbox.run_ok(&mut sandbox.command(&["migrate"])).await;
+    run_ok(&mut sandbox.command(&["migrate"])).await;
+    run_ok(&mut sandbox.command(&["migrate"])).await;
 
     // On PostgreSQL no SQLite file appears: the URL really went to the server.
     let sqlite_file = sandbox.path().join("data/sipd.db");
-    assert_eq!(sqlite_file.is_file(), sandbox.postgres.is_none());
+    assert_eq!(sqlite_file.is_file(), !sandbox.on_postgres());
     let key_file = sandbox.path().join("data/secret.key");
     let key = std::fs::read_to_string(&key_file).expect("data/secret.key exists");
     assert_eq!(key.trim().len(), 64);
@@ -397,11 +141,11 @@ async fn migrate_creates_the_database_and_the_secret_key_and_can_run_again() {
 #[tokio::test]
 async fn serve_answers_health_authenticates_and_stops_on_sigterm() {
     let sandbox = Sandbox::new().await;
-    let (auth_id, auth_token) = sandbox.create_account(&[]).await;
+    let (auth_id, auth_token) = sandbox.create_account().await;
 
     let mut command = sandbox.command(&["serve"]);
     command.env("SIPD_API_LISTEN", "127.0.0.1:0");
-    let server = sandbox.serve(command).await;
+    let server = sandbox.start(command).await;
     let client = http();
 
     let health = client.get(server.url("/health")).send().await.unwrap();
@@ -441,21 +185,18 @@ async fn no_subcommand_means_serve_and_sigint_stops_it_too() {
     let sandbox = Sandbox::new().await;
     let mut command = sandbox.command(&[]);
     command.env("SIPD_API_LISTEN", "127.0.0.1:0");
-    let mut server = sandbox.serve(command).await;
+    let mut server = sandbox.start(command).await;
     let health = http().get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let pid = server.child.id().unwrap().to_string();
+    let pid = server.pid().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap()
         .success());
     server.wait_for_log("SIGINT received").await;
-    let status = tokio::time::timeout(TIMEOUT, server.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = server.wait().await;
     assert!(status.success(), "exit {status}");
 }
 
@@ -469,7 +210,7 @@ async fn a_config_file_is_read_from_config_or_from_the_working_directory() {
         "[data]\ndir = \"default-file-state\"\n",
     )
     .unwrap();
-    sandbox.run_ok(&mut sandbox.command(&["migrate"])).await;
+    run_ok(&mut sandbox.command(&["migrate"])).await;
     assert!(sandbox
         .path()
         .join("default-file-state/secret.key")
@@ -482,7 +223,7 @@ async fn a_config_file_is_read_from_config_or_from_the_working_directory() {
     )
     .unwrap();
     let server = sandbox
-        .serve(sandbox.command(&["serve", "--config", "other.toml"]))
+        .start(sandbox.command(&["serve", "--config", "other.toml"]))
         .await;
     let health = http().get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -515,8 +256,8 @@ async fn environment_variables_override_the_config_file() {
             "SIPD_TEST_DATABASE_URL",
             "postgres://nowhere.invalid/ignored",
         );
-    let server = sandbox.serve(command).await;
-    assert_ne!(server.address.port(), 1);
+    let server = sandbox.start(command).await;
+    assert_ne!(server.api.port(), 1);
     let (status, log) = server.terminate().await;
     assert!(status.success(), "exit {status}:\n{}", log.join("\n"));
     assert!(sandbox.path().join("env-state/secret.key").is_file());
@@ -532,7 +273,7 @@ async fn environment_variables_override_the_config_file() {
     command
         .env("SIPD_DATA_DIR", "keyed-state")
         .env("SIPD_SECURITY_SECRET_KEY", "ab".repeat(32));
-    sandbox.run_ok(&mut command).await;
+    run_ok(&mut command).await;
     assert!(!sandbox.path().join("keyed-state/secret.key").exists());
 }
 
@@ -541,7 +282,7 @@ async fn a_bad_config_value_is_fatal_and_names_the_key() {
     let sandbox = Sandbox::new().await;
     let mut command = sandbox.command(&["serve"]);
     command.env("SIPD_SIP_TLS", "everywhere");
-    let output = sandbox.run(&mut command).await;
+    let output = run(&mut command).await;
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -550,9 +291,7 @@ async fn a_bad_config_value_is_fatal_and_names_the_key() {
     );
 
     std::fs::write(sandbox.path().join("bad.toml"), "[api]\nlisten = 8080\n").unwrap();
-    let output = sandbox
-        .run(&mut sandbox.command(&["--config", "bad.toml", "migrate"]))
-        .await;
+    let output = run(&mut sandbox.command(&["--config", "bad.toml", "migrate"])).await;
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -572,7 +311,7 @@ async fn an_unreachable_database_is_not_fatal_for_serve_but_is_for_migrate() {
         .env("SIPD_API_LISTEN", "127.0.0.1:0")
         .env("SIPD_DATABASE_URL", unreachable)
         .env("SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS", "1");
-    let server = sandbox.serve(command).await;
+    let server = sandbox.start(command).await;
     let health = http().get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 503);
     let (status, log) = server.terminate().await;
@@ -587,7 +326,7 @@ async fn an_unreachable_database_is_not_fatal_for_serve_but_is_for_migrate() {
     command
         .env("SIPD_DATABASE_URL", unreachable)
         .env("SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS", "1");
-    let output = sandbox.run(&mut command).await;
+    let output = run(&mut command).await;
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("cannot migrate the database"), "{message}");

@@ -49,6 +49,11 @@ impl Sandbox {
         self.dir.path()
     }
 
+    /// Whether the sandbox runs on a scratch PostgreSQL database (else SQLite).
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
     /// `sipd ARGS` in the sandbox: no SIPD_* variables from the test's environment; every
     /// listener on a free loopback port; the test domain.
     pub fn command(&self, args: &[&str]) -> Command {
@@ -107,7 +112,15 @@ impl Sandbox {
 
     /// Starts `sipd serve` and waits until its API and SIP listeners are up.
     pub async fn serve(&self) -> Server {
-        Server::start(&mut self.command(&["serve"])).await
+        let mut server = self.start(self.command(&["serve"])).await;
+        server.wait_for_sip().await;
+        server
+    }
+
+    /// Starts a serving `command` and waits until its API listens (SIP may come later, or
+    /// never: it waits for the database schema).
+    pub async fn start(&self, mut command: Command) -> Server {
+        Server::start(&mut command).await
     }
 }
 
@@ -138,7 +151,7 @@ impl ScratchDatabase {
             .unwrap()
             .subsec_nanos();
         let name = format!(
-            "sipd_sip_{}_{}_{}",
+            "sipd_cli_{}_{}_{}",
             std::process::id(),
             nanos,
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -173,7 +186,7 @@ impl ScratchDatabase {
 }
 
 /// `postgres://u@h:5432/test?x=y` with its database name replaced.
-fn with_database_name(url: &str, name: &str) -> String {
+pub fn with_database_name(url: &str, name: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -225,15 +238,37 @@ impl Server {
             .take_while(|c| !c.is_whitespace() && *c != '"')
             .collect();
         server.api = address.parse().expect("API address");
-        let line = server.wait_for_log("SIP listening").await;
+        server
+    }
+
+    /// Waits until the SIP listeners are up and records their addresses.
+    pub async fn wait_for_sip(&mut self) {
+        let line = self.wait_for_log("SIP listening").await;
         for field in line.split_whitespace() {
             if let Some((name, value)) = field.split_once('=') {
                 if let Ok(address) = value.parse() {
-                    server.sip.insert(name.to_owned(), address);
+                    self.sip.insert(name.to_owned(), address);
                 }
             }
         }
-        server
+    }
+
+    /// `http://{api}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    /// The process id, e.g. to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("sipd is running")
+    }
+
+    /// Waits for the exit (after a signal sent by the test).
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(TIMEOUT, self.child.wait())
+            .await
+            .expect("sipd exits in time")
+            .expect("wait for sipd")
     }
 
     pub fn sip_addr(&self, transport: &str) -> SocketAddr {
@@ -283,10 +318,7 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM {pid}");
-        let exit = tokio::time::timeout(TIMEOUT, self.child.wait())
-            .await
-            .expect("sipd exits after SIGTERM")
-            .expect("wait for sipd");
+        let exit = self.wait().await;
         while let Ok(Some(line)) = tokio::time::timeout(TIMEOUT, self.lines.recv()).await {
             self.log.push(line);
         }
