@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::digest::Algorithm;
+
 /// Registrar configuration. [`RegistrarConfig::new`] fills safe defaults for everything but the
 /// domain, the nonce secret and the node id.
 #[derive(Clone)]
@@ -28,11 +30,15 @@ pub struct RegistrarConfig {
     pub replay_tracker_capacity: usize,
     /// This sipd process, recorded in bindings: the node that holds the REGISTER's flow.
     pub node_id: String,
+    /// The algorithms challenged with, one `WWW-Authenticate` each, in this order; answers with
+    /// any other algorithm are challenged again. Non-empty, no repeats. Many clients only read
+    /// the first challenge, so the order decides what they use.
+    pub digest_algorithms: Vec<Algorithm>,
 }
 
 impl RegistrarConfig {
     /// Defaults: nonce lifetime 300 s, expires 60 ≤ 3600 ≤ 7200 s, 10 contacts per AOR,
-    /// 262 144 tracked nonces.
+    /// 262 144 tracked nonces, digest algorithms SHA-256 then MD5.
     pub fn new(
         domain: impl Into<String>,
         nonce_secret: impl Into<Vec<u8>>,
@@ -48,6 +54,7 @@ impl RegistrarConfig {
             max_contacts_per_aor: 10,
             replay_tracker_capacity: 262_144,
             node_id: node_id.into(),
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 
@@ -78,6 +85,11 @@ impl RegistrarConfig {
         if self.replay_tracker_capacity == 0 {
             return Err(ConfigError::ZeroReplayCapacity);
         }
+        let algorithms = &self.digest_algorithms;
+        let repeated = (1..algorithms.len()).any(|i| algorithms[..i].contains(&algorithms[i]));
+        if algorithms.is_empty() || repeated {
+            return Err(ConfigError::InvalidDigestAlgorithms);
+        }
         Ok(())
     }
 
@@ -98,6 +110,7 @@ impl fmt::Debug for RegistrarConfig {
             .field("max_contacts_per_aor", &self.max_contacts_per_aor)
             .field("replay_tracker_capacity", &self.replay_tracker_capacity)
             .field("node_id", &self.node_id)
+            .field("digest_algorithms", &self.digest_algorithms)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +132,8 @@ pub enum ConfigError {
     ZeroMaxContacts,
     /// `replay_tracker_capacity` is zero.
     ZeroReplayCapacity,
+    /// `digest_algorithms` is empty or names an algorithm twice.
+    InvalidDigestAlgorithms,
 }
 
 impl fmt::Display for ConfigError {
@@ -134,6 +149,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::ZeroMaxContacts => "registrar max contacts per AOR must not be zero",
             ConfigError::ZeroReplayCapacity => "registrar replay tracker capacity must not be zero",
+            ConfigError::InvalidDigestAlgorithms => {
+                "registrar digest algorithms must be non-empty, each named once"
+            }
         })
     }
 }

@@ -6,10 +6,13 @@ use sha2::digest::Digest;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// The algorithms the registrar offers and accepts.
+/// The Digest algorithms the registrar can offer and accept (which ones, in which order:
+/// [`RegistrarConfig::digest_algorithms`](crate::RegistrarConfig::digest_algorithms)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algorithm {
+pub enum Algorithm {
+    /// `MD5`
     Md5,
+    /// `SHA-256`
     Sha256,
 }
 

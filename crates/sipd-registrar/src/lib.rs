@@ -35,9 +35,11 @@
 //!
 //! # Decisions
 //!
-//! * Challenges offer SHA-256 then MD5, both `qop="auth"`, realm = the SIP domain, no `opaque`
-//!   (stateless nonces need none). Only `qop=auth` answers are accepted: RFC 2069 answers (no
-//!   qop) have no nonce-count and so no replay protection, and the challenge never offers them.
+//! * Challenges offer the configured algorithms in their order (default SHA-256 then MD5), all
+//!   `qop="auth"`, realm = the SIP domain, no `opaque` (stateless nonces need none). An answer
+//!   with an algorithm that was not offered is challenged again. Only `qop=auth` answers are
+//!   accepted: RFC 2069 answers (no qop) have no nonce-count and so no replay protection, and
+//!   the challenge never offers them.
 //! * Nonce-count replays and lower counts get `401` with `stale=true`: the answer was right,
 //!   only its freshness was not, and a legitimate client (e.g. one whose REGISTERs crossed)
 //!   retries with the new nonce without asking its user for a password.
@@ -80,6 +82,7 @@ pub mod service;
 
 pub use bindings::{Source, Transport};
 pub use config::{ConfigError, RegistrarConfig};
+pub use digest::Algorithm;
 pub use expiry::{expired_bindings, next_expiry_ms};
 pub use registrar::{Authorized, PendingAuth, Registrar, Registration, Start};
 pub use response::Response;

@@ -201,6 +201,10 @@ impl Registrar {
             DigestAlgorithm::Sha256 => Algorithm::Sha256,
             _ => return Err(self.challenge_with(request, false, now_ms)),
         };
+        // Only an algorithm the challenge offered: an operator who left one out wants it unused.
+        if !self.config.digest_algorithms.contains(&algorithm) {
+            return Err(self.challenge_with(request, false, now_ms));
+        }
         // Only what the challenge offered: qop=auth (no RFC 2069 digest, which has no replay
         // protection), no userhash.
         let (Some(Qop::Auth), Some(cnonce), Some(nc), false) =
@@ -338,23 +342,34 @@ impl Registrar {
 
     fn challenge_with(&mut self, request: &Message, stale: bool, now_ms: i64) -> Response {
         let nonce = self.nonces.mint(now_ms);
-        let offer = |algorithm| {
-            DigestChallenge::new(self.config.domain.as_str(), nonce.as_str())
-                .with_algorithm(algorithm)
-                .with_qop(Qop::Auth)
-                .with_stale(stale)
-                .to_header_value()
-        };
-        // Strongest first: clients take the first algorithm they support (RFC 7616 §3.7).
-        match (offer(DigestAlgorithm::Sha256), offer(DigestAlgorithm::Md5)) {
-            (Ok(sha256), Ok(md5)) => self.respond(
-                request,
-                401,
-                None,
-                &[("WWW-Authenticate", &sha256), ("WWW-Authenticate", &md5)],
-            ),
+        // In the configured order: clients take the first algorithm they support (RFC 7616
+        // §3.7), and some only ever read the first challenge.
+        let offers: Result<Vec<String>, _> = self
+            .config
+            .digest_algorithms
+            .iter()
+            .map(|algorithm| {
+                let algorithm = match algorithm {
+                    Algorithm::Md5 => DigestAlgorithm::Md5,
+                    Algorithm::Sha256 => DigestAlgorithm::Sha256,
+                };
+                DigestChallenge::new(self.config.domain.as_str(), nonce.as_str())
+                    .with_algorithm(algorithm)
+                    .with_qop(Qop::Auth)
+                    .with_stale(stale)
+                    .to_header_value()
+            })
+            .collect();
+        match offers {
+            Ok(offers) => {
+                let headers: Vec<(&str, &str)> = offers
+                    .iter()
+                    .map(|offer| ("WWW-Authenticate", offer.as_str()))
+                    .collect();
+                self.respond(request, 401, None, &headers)
+            }
             // Unreachable with a validated domain and base64url nonces; no panic either way.
-            _ => self.respond(request, 500, None, &[]),
+            Err(_) => self.respond(request, 500, None, &[]),
         }
     }
 

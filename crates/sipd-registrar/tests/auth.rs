@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use sipd_registrar::{ConfigError, Registrar, RegistrarConfig, Start};
+use sipd_registrar::{Algorithm, ConfigError, Registrar, RegistrarConfig, Start};
 
 const CONTACT: &str = "<sip:alice@192.168.1.10:5060;transport=tcp>";
 
@@ -33,6 +33,82 @@ fn challenge_offers_sha256_then_md5_for_our_realm() {
         fx.lookups.is_empty(),
         "no credential lookup without credentials"
     );
+}
+
+fn with_algorithms(algorithms: &[Algorithm]) -> Fixture {
+    let mut config = config();
+    config.digest_algorithms = algorithms.to_vec();
+    Fixture::with_config(config)
+}
+
+fn offered(response: &sipd_registrar::Response) -> Vec<String> {
+    challenges(response)
+        .into_iter()
+        .map(|offer| offer.algorithm)
+        .collect()
+}
+
+#[test]
+fn the_default_algorithms_are_sha256_then_md5() {
+    assert_eq!(
+        config().digest_algorithms,
+        [Algorithm::Sha256, Algorithm::Md5]
+    );
+}
+
+#[test]
+fn md5_only_offers_one_md5_challenge_and_rechallenges_sha256_answers() {
+    let mut fx = with_algorithms(&[Algorithm::Md5]);
+    let mut req = alice();
+    let challenge = fx.fetch_nonce(&req);
+    assert_eq!(offered(&challenge), ["MD5"]);
+
+    // SHA-256 was not offered: a fresh plain challenge, before any credential lookup.
+    req.cseq += 1;
+    let sha256 = fx.answer_value(&req, "wonderland");
+    let response = fx.send(&req, Some(&sha256)).unwrap_err();
+    assert_eq!(response.status, 401);
+    assert_eq!(offered(&response), ["MD5"]);
+    assert!(challenges(&response).iter().all(|o| !o.stale));
+    assert!(fx.lookups.is_empty());
+
+    fx.algorithm = "MD5";
+    assert_eq!(fx.register(&mut req).response.status, 200);
+}
+
+#[test]
+fn sha256_only_offers_one_sha256_challenge_and_rechallenges_md5_answers() {
+    let mut fx = with_algorithms(&[Algorithm::Sha256]);
+    let mut req = alice();
+    assert_eq!(offered(&fx.fetch_nonce(&req)), ["SHA-256"]);
+
+    fx.algorithm = "MD5";
+    req.cseq += 1;
+    let md5 = fx.answer_value(&req, "wonderland");
+    let response = fx.send(&req, Some(&md5)).unwrap_err();
+    assert_eq!(response.status, 401);
+    assert_eq!(offered(&response), ["SHA-256"]);
+    assert!(fx.lookups.is_empty());
+
+    fx.algorithm = "SHA-256";
+    assert_eq!(fx.register(&mut req).response.status, 200);
+}
+
+#[test]
+fn md5_then_sha256_offers_them_in_that_order() {
+    let mut fx = with_algorithms(&[Algorithm::Md5, Algorithm::Sha256]);
+    let challenge = fx.fetch_nonce(&alice());
+    assert_eq!(offered(&challenge), ["MD5", "SHA-256"]);
+    let offers = challenges(&challenge);
+    assert_eq!(offers[0].nonce, offers[1].nonce);
+    for algorithm in ["MD5", "SHA-256"] {
+        fx.algorithm = algorithm;
+        assert_eq!(
+            fx.register(&mut alice()).response.status,
+            200,
+            "{algorithm}"
+        );
+    }
 }
 
 #[test]
@@ -446,6 +522,20 @@ fn configuration_is_checked() {
     assert_eq!(
         check(|c| c.replay_tracker_capacity = 0),
         Some(ConfigError::ZeroReplayCapacity)
+    );
+    assert_eq!(
+        check(|c| c.digest_algorithms.clear()),
+        Some(ConfigError::InvalidDigestAlgorithms)
+    );
+    assert_eq!(
+        check(|c| c.digest_algorithms = vec![Algorithm::Md5, Algorithm::Md5]),
+        Some(ConfigError::InvalidDigestAlgorithms)
+    );
+    assert_eq!(
+        check(|c| {
+            c.digest_algorithms = vec![Algorithm::Sha256, Algorithm::Md5, Algorithm::Sha256]
+        }),
+        Some(ConfigError::InvalidDigestAlgorithms)
     );
     assert!(
         !format!("{:?}", config()).contains("42"),

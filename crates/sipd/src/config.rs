@@ -4,6 +4,7 @@
 //! its values fix each key's type.
 
 use crate::secret::SecretKey;
+use sipd_registrar::Algorithm;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
@@ -72,6 +73,8 @@ pub struct RegistrarSettings {
     pub nonce_lifetime: Duration,
     /// `None`: derived from the server secret key.
     pub nonce_secret: Option<NonceSecret>,
+    /// Challenged in this order; non-empty, no repeats.
+    pub digest_algorithms: Vec<Algorithm>,
 }
 
 /// The digest nonce key. `Debug` hides it.
@@ -303,6 +306,8 @@ impl Config {
                 nonce_lifetime: settings
                     .integer("registrar.nonce_lifetime_secs", |n| seconds(n, 1, 86_400))?,
                 nonce_secret: settings.string("registrar.nonce_secret", parse_nonce_secret)?,
+                digest_algorithms: settings
+                    .string("registrar.digest_algorithms", parse_digest_algorithms)?,
             },
             database: DatabaseConfig {
                 url: settings.string("database.url", DatabaseUrl::parse)?,
@@ -597,6 +602,27 @@ fn parse_nonce_secret(text: &str) -> Result<Option<NonceSecret>, String> {
     }
 }
 
+/// A comma-separated list such as "SHA-256,MD5": names case-insensitive, spaces allowed.
+fn parse_digest_algorithms(text: &str) -> Result<Vec<Algorithm>, String> {
+    let expected =
+        "expected a comma-separated list of SHA-256 and MD5, each once, such as \"SHA-256,MD5\"";
+    let mut algorithms = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let algorithm = if name.eq_ignore_ascii_case("SHA-256") {
+            Algorithm::Sha256
+        } else if name.eq_ignore_ascii_case("MD5") {
+            Algorithm::Md5
+        } else {
+            return Err(format!("{expected}; got {text:?}"));
+        };
+        if algorithms.contains(&algorithm) {
+            return Err(format!("{expected}; got {text:?}"));
+        }
+        algorithms.push(algorithm);
+    }
+    Ok(algorithms)
+}
+
 fn expires(number: i64) -> Result<u32, String> {
     in_range(number, 1, 86_400 * 365).map(|n| n as u32)
 }
@@ -709,6 +735,10 @@ mod tests {
         assert_eq!(config.registrar.default_expires_secs, 3600);
         assert_eq!(config.registrar.max_expires_secs, 7200);
         assert_eq!(config.registrar.nonce_secret, None);
+        assert_eq!(
+            config.registrar.digest_algorithms,
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
     }
 
     #[test]
@@ -738,6 +768,7 @@ mod tests {
             ("SIPD_REGISTRAR_MAX_CONTACTS_PER_AOR", "3"),
             ("SIPD_REGISTRAR_NONCE_LIFETIME_SECS", "60"),
             ("SIPD_REGISTRAR_NONCE_SECRET", &"s".repeat(32)),
+            ("SIPD_REGISTRAR_DIGEST_ALGORITHMS", " md5 , Sha-256 "),
             ("SIPD_DATABASE_URL", "postgres://sipd:pw@db:5432/sipd"),
             ("SIPD_DATABASE_MAX_CONNECTIONS", " 20 "),
             ("SIPD_DATABASE_ACQUIRE_TIMEOUT_SECS", "30"),
@@ -801,6 +832,34 @@ mod tests {
         );
         assert_eq!(config.registrar.min_expires_secs, 30);
         assert_eq!(config.registrar.nonce_lifetime, Duration::from_secs(60));
+        assert_eq!(
+            config.registrar.digest_algorithms,
+            [Algorithm::Md5, Algorithm::Sha256]
+        );
+    }
+
+    #[test]
+    fn digest_algorithms_are_a_comma_separated_list() {
+        let algorithms = |value: &str| {
+            Config::load(None, env(&[("SIPD_REGISTRAR_DIGEST_ALGORITHMS", value)]))
+                .unwrap()
+                .registrar
+                .digest_algorithms
+        };
+        assert_eq!(algorithms("MD5"), [Algorithm::Md5]);
+        assert_eq!(algorithms("sha-256"), [Algorithm::Sha256]);
+        assert_eq!(
+            algorithms("MD5,SHA-256"),
+            [Algorithm::Md5, Algorithm::Sha256]
+        );
+        assert_eq!(
+            algorithms("\tSHA-256 ,md5\n"),
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
+
+        let (_dir, path) = write_file("[registrar]\ndigest_algorithms = \"MD5\"\n");
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.registrar.digest_algorithms, [Algorithm::Md5]);
     }
 
     #[test]
@@ -882,6 +941,36 @@ mod tests {
             ("SIPD_LOG_FORMAT", "xml", "log.format"),
             ("SIPD_LOG_LEVEL", "info,sipd=loud", "log.level"),
             ("SIPD_DATA_DIR", "", "data.dir"),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "",
+                "registrar.digest_algorithms",
+            ),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "SHA-512",
+                "registrar.digest_algorithms",
+            ),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "MD5,",
+                "registrar.digest_algorithms",
+            ),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "MD5 SHA-256",
+                "registrar.digest_algorithms",
+            ),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "MD5,md5",
+                "registrar.digest_algorithms",
+            ),
+            (
+                "SIPD_REGISTRAR_DIGEST_ALGORITHMS",
+                "MD5-sess",
+                "registrar.digest_algorithms",
+            ),
         ] {
             let error = load_error(&[(name, value)]);
             assert!(

@@ -133,6 +133,40 @@ async fn registers_over_wss_with_md5() {
     registers_and_unregisters_over("wss", "MD5").await;
 }
 
+/// For clients that read only the first challenge: `MD5` alone is offered, and works.
+#[tokio::test]
+async fn md5_only_offers_one_md5_challenge() {
+    let sandbox = Sandbox::new().await;
+    let (auth_id, auth_token) = sandbox.create_account().await;
+    let mut command = sandbox.command(&["serve"]);
+    command.env("SIPD_REGISTRAR_DIGEST_ALGORITHMS", "MD5");
+    let mut server = sandbox.start(command).await;
+    server.wait_for_sip().await;
+    let api = Api::new(&server, &auth_id, &auth_token);
+    let (_, user) = api.create_endpoint("legacy", PASSWORD).await;
+    let mut client = SipClient::connect("udp", server.sip_addr("udp")).await;
+    let mut device = Registration::new(&user);
+
+    client.send(&device.register(&client, 600, None)).await;
+    let challenge = client.recv().await;
+    assert_eq!(challenge.status(), Some(401), "{challenge:?}");
+    let offered = challenges(&challenge);
+    assert_eq!(offered.len(), 1, "{challenge:?}");
+    assert_eq!(offered[0].algorithm.as_str(), "MD5");
+    assert_eq!(offered[0].realm, common::DOMAIN);
+    assert!(offered[0].qop.iter().any(|qop| qop.as_str() == "auth"));
+
+    let answer = authorization(&offered[0], &user, PASSWORD, 1);
+    client
+        .send(&device.register(&client, 600, Some(&answer)))
+        .await;
+    let ok = client.recv().await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "exit {status}:\n{}", log.join("\n"));
+}
+
 #[tokio::test]
 async fn refusals_end_to_end() {
     let (_sandbox, server, api) = start().await;

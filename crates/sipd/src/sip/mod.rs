@@ -193,6 +193,7 @@ fn registrar_config(
     registrar.max_expires_secs = settings.max_expires_secs;
     registrar.max_contacts_per_aor = settings.max_contacts_per_aor;
     registrar.nonce_lifetime = settings.nonce_lifetime;
+    registrar.digest_algorithms = settings.digest_algorithms.clone();
     Ok(registrar)
 }
 
