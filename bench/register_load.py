@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """REGISTER-with-digest load against sipd over UDP with sipp. Run through register-load.sh.
 
-    python3 register_load.py --sipd target/release/sipd --shim md5_only.so --db sqlite|postgres
+    python3 register_load.py --sipd target/release/sipd --db sqlite|postgres
         [--endpoints 10000] [--rates 1000,2000,...] [--seconds 5] [--memory-bindings 100000]
 
 Phase 1 (rate steps): a scratch database, N endpoints created through the REST API, every
@@ -84,7 +84,7 @@ def write_csv(path, users):
             f.write(f"{name};[authentication username={name} password={pw}]\n")
 
 
-def run_sipp(workdir, tag, csv, rate, calls, shim, expires, timeout_s):
+def run_sipp(workdir, tag, csv, rate, calls, expires, timeout_s):
     """One bounded sipp run. Returns a dict of results."""
     out = os.path.join(workdir, tag)
     os.makedirs(out, exist_ok=True)
@@ -99,10 +99,9 @@ def run_sipp(workdir, tag, csv, rate, calls, shim, expires, timeout_s):
         "-trace_rtt", "-rtt_freq", "1",
         "-buff_size", str(4 * 1024 * 1024),
     ]
-    env = dict(os.environ, LD_PRELOAD=shim)
     started = time.monotonic()
     with open(os.path.join(out, "stdout.log"), "w") as log:
-        proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=out, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         deadline = started + timeout_s + 30
         while True:
@@ -177,7 +176,9 @@ class Server:
         else:
             url = "sqlite://data/sipd.db"
         self.sipd = h.Sipd(args.sipd, workdir, url, DOMAIN, {"udp": f"127.0.0.1:{SIP_PORT}"},
-                           extra_env={"SIPD_LOG_LEVEL": args.log_level})
+                           # Both challenges, MD5 first: sipp 3.6 reads only the first one.
+                           extra_env={"SIPD_LOG_LEVEL": args.log_level,
+                                      "SIPD_REGISTRAR_DIGEST_ALGORITHMS": "MD5,SHA-256"})
 
     def start(self):
         auth = self.sipd.create_account("bench")
@@ -242,7 +243,7 @@ def rate_steps(args, root):
         users = create_users(server.api, args.endpoints)
         csv = os.path.join(server.workdir, "users.csv")
         write_csv(csv, users)
-        warm = run_sipp(server.workdir, "warmup", csv, min(2000, args.endpoints), args.endpoints, args.shim,
+        warm = run_sipp(server.workdir, "warmup", csv, min(2000, args.endpoints), args.endpoints,
                         3600, timeout_s=max(60, args.endpoints // 500 + 30))
         print(f"  warm-up: {args.endpoints} registrations, {warm['successful']} ok, {warm['failed']} failed, "
               f"p99 {fmt_ms(warm['p99'])} ms", flush=True)
@@ -260,7 +261,7 @@ def rate_steps(args, root):
             calls = rate * args.seconds
             cpu0 = proc_cpu_seconds(server.sipd.pid())
             pg0 = postgres_cpu_seconds() if args.db == "postgres" else 0.0
-            r = run_sipp(server.workdir, f"rate-{rate}", csv, rate, calls, args.shim, 3600,
+            r = run_sipp(server.workdir, f"rate-{rate}", csv, rate, calls, 3600,
                          timeout_s=args.seconds * 4 + 20)
             sipd_cpu = proc_cpu_seconds(server.sipd.pid()) - cpu0
             pg_cpu = (postgres_cpu_seconds() - pg0) if args.db == "postgres" else 0.0
@@ -306,7 +307,7 @@ def memory(args, root):
         write_csv(csv, users)
         rss0 = server.sipd.rss_kib()
         rate = args.memory_rate
-        r = run_sipp(server.workdir, "memory", csv, rate, m, args.shim, 7200, timeout_s=m // rate * 4 + 60)
+        r = run_sipp(server.workdir, "memory", csv, rate, m, 7200, timeout_s=m // rate * 4 + 60)
         listed = server.api.request("GET", "/Endpoint/?limit=1")["meta"]["total_count"]
         rss1 = server.sipd.rss_kib()
         per = (rss1 - rss0) * 1024 / max(1, r["successful"])
@@ -330,7 +331,6 @@ def memory(args, root):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sipd", required=True)
-    p.add_argument("--shim", required=True)
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--endpoints", type=int, default=10000)
     p.add_argument("--rates", default="1000,2000,4000,6000,8000,10000,12000")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the SIP interop test needs on a fresh Debian machine (run as root):
-# sipp (Debian package sip-tester), baresip, sipsak, a C compiler for the sipp shim, and
+# sipp (Debian package sip-tester), baresip, sipsak, and
 # JsSIP + ws from package-lock.json into tests/interop/sip/node/node_modules (npm ci).
 # Node 20 and npm must already be there. Prints how long each part took.
 #
@@ -9,9 +9,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 apt_packages=(sip-tester baresip sipsak coreutils)
-if ! command -v cc >/dev/null; then
-    apt_packages+=(gcc libc6-dev)
-fi
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -8,8 +8,7 @@
 #
 # Installs missing tools first (install.sh; root), builds sipd with the dev profile into the
 # repository's target directory exactly as `cargo test --workspace` does (in CI that build
-# already exists, so this builds nothing), compiles the
-# sipp MD5-challenge shim, then runs interop.py. Ends with "N passed, N failed"; exits
+# already exists, so this builds nothing), then runs interop.py. Ends with "N passed, N failed"; exits
 # non-zero on any failure. All traffic is on 127.0.0.1 (SIP on 15060 UDP/TCP, 15061 TLS,
 # 17443 WSS; sipp's UDP side on 25070); sipd is stopped on exit by interop.py, and any
 # process left in this script's group by the trap below.
@@ -69,12 +68,11 @@ fi
 printf 'build step: %ss (%s)\n' "$((SECONDS - build_started))" "$sipd"
 
 scratch="$(mktemp -d)"
-cc -O2 -Wall -shared -fPIC -o "$scratch/md5_only.so" "$here/sipp/md5_only.c" -ldl
 
 printf '== interop checks\n'
 set +e
 SIPD_HARNESS_PID_FILE="$scratch/sipd.pids" timeout --kill-after=30 900 python3 "$here/interop.py" \
-    --sipd "$sipd" --shim "$scratch/md5_only.so" "$@" &
+    --sipd "$sipd" "$@" &
 interop_pid=$!
 wait "$interop_pid"
 status=$?
