@@ -649,6 +649,65 @@ impl TransactionLayer {
         Ok(())
     }
 
+    /// The TU answers the request of a server transaction with a final response and
+    /// the layer forgets the transaction at once, as a stateless UAS would (RFC 3261
+    /// §8.2.7, §16.11): the response goes out once as an [`Output::Transmit`] over the
+    /// request's flow, then [`Output::Terminated`] (`Normal`) follows. A retransmission
+    /// of the request is then a new transaction for the TU, and no timer runs for it.
+    ///
+    /// Meant for Digest challenges (401/407): a challenge is cheap to recompute and
+    /// holds no state, while keeping its transaction would let unauthenticated senders
+    /// hold transaction memory (request and response) for Timer J (64×T1, 32 s) each
+    /// and fill the table up to `max_transactions`. Over an unreliable transport the
+    /// response is not retransmitted for an INVITE; its ACK then arrives as an
+    /// [`Output::Ack`] with no transaction.
+    ///
+    /// Errors: `UnknownTransaction` for no such (or a client) transaction; `NotAllowed`
+    /// for a provisional response, a non-response, or a transaction that already sent
+    /// its final response. On error nothing is sent and the transaction stays.
+    pub fn send_response_statelessly(
+        &mut self,
+        transaction: TransactionId,
+        response: Message,
+        now: Instant,
+    ) -> Result<(), SendResponseError> {
+        let Some(tx) = self.transactions.get(&transaction) else {
+            return Err(SendResponseError::UnknownTransaction);
+        };
+        if !matches!(
+            tx.machine,
+            Machine::InviteServer(_) | Machine::NonInviteServer(_)
+        ) {
+            return Err(SendResponseError::UnknownTransaction);
+        }
+        let status = message::status(&response).ok_or(SendResponseError::NotAllowed)?;
+        if status < 200 {
+            return Err(SendResponseError::NotAllowed);
+        }
+        // Let the machine judge whether a final response is still allowed (not after
+        // one was sent), on a copy: the transaction is dropped either way.
+        let accepted = match tx.machine.clone() {
+            Machine::InviteServer(mut machine) => machine.on_tu_response(status, now),
+            Machine::NonInviteServer(mut machine) => machine.on_tu_response(status, now),
+            Machine::InviteClient(_) | Machine::NonInviteClient(_) => {
+                return Err(SendResponseError::UnknownTransaction)
+            }
+        };
+        accepted.map_err(|_| SendResponseError::NotAllowed)?;
+        let flow = tx.flow;
+        self.remove(transaction);
+        self.outputs.push_back(Output::Transmit(Transmit {
+            transaction,
+            flow,
+            payload: message::encode(&response),
+        }));
+        self.outputs.push_back(Output::Terminated {
+            transaction,
+            reason: TerminationReason::Normal,
+        });
+        Ok(())
+    }
+
     /// The transport failed to send a [`Transmit`] of `transaction`.
     pub fn handle_transport_error(&mut self, transaction: TransactionId) {
         if let Some(tx) = self.transactions.get_mut(&transaction) {

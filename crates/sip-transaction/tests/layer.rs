@@ -848,6 +848,157 @@ fn send_response_errors() {
     );
 }
 
+// ---------------------------------------------------------------- stateless responses
+
+#[test]
+fn stateless_challenge_leaves_nothing_behind() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let id = receive_new(&mut layer, register("z9hG4bKsl1"), udp(), t0);
+    layer
+        .send_response_statelessly(
+            id,
+            response(401, "REGISTER", "z9hG4bKsl1", Some("s1")),
+            t0 + MS,
+        )
+        .unwrap();
+    let outputs = drain(&mut layer);
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    match &outputs[0] {
+        Output::Transmit(t) => {
+            assert_eq!(t.transaction, id);
+            assert_eq!(t.flow, udp());
+            assert_eq!(
+                start_line(&String::from_utf8_lossy(&t.payload)),
+                "SIP/2.0 401 Whatever"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        termination(&outputs[1]),
+        Some((id, TerminationReason::Normal))
+    );
+    assert!(layer.is_empty());
+    assert_eq!(layer.state(id), None);
+    assert_eq!(layer.poll_timeout(), None);
+
+    // Past Timer J nothing fires for it.
+    assert!(run_until(&mut layer, t0, t0 + 40 * SEC).is_empty());
+    layer.handle_timeout(t0 + 40 * SEC);
+    assert!(drain(&mut layer).is_empty());
+
+    // A retransmission of the request is a new transaction for the TU.
+    let again = receive_new(&mut layer, register("z9hG4bKsl1"), udp(), t0 + 2 * SEC);
+    assert_ne!(again, id);
+    assert_eq!(layer.len(), 1);
+    // And the TU may now answer it statefully as usual.
+    layer
+        .send_response(
+            again,
+            response(200, "REGISTER", "z9hG4bKsl1", Some("s1")),
+            t0 + 2 * SEC,
+        )
+        .unwrap();
+    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
+    assert_eq!(layer.state(again), Some(TransactionState::Completed));
+}
+
+#[test]
+fn stateless_response_uses_the_request_flow() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let other = Flow {
+        remote: "198.51.100.7:40000".parse::<SocketAddr>().unwrap(),
+        ..tcp()
+    };
+    let id = receive_new(&mut layer, register("z9hG4bKsl2"), other, t0);
+    layer
+        .send_response_statelessly(id, response(401, "REGISTER", "z9hG4bKsl2", None), t0)
+        .unwrap();
+    let outputs = drain(&mut layer);
+    match &outputs[0] {
+        Output::Transmit(t) => assert_eq!(t.flow, other),
+        output => panic!("{output:?}"),
+    }
+    assert!(layer.is_empty());
+}
+
+#[test]
+fn stateless_response_errors() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let server = receive_new(&mut layer, register("z9hG4bKsl3"), udp(), t0);
+
+    // Provisional: refused, nothing sent, the transaction stays.
+    assert_eq!(
+        layer.send_response_statelessly(server, response(100, "REGISTER", "z9hG4bKsl3", None), t0),
+        Err(SendResponseError::NotAllowed)
+    );
+    // Not a response.
+    assert_eq!(
+        layer.send_response_statelessly(server, register("z9hG4bKsl3"), t0),
+        Err(SendResponseError::NotAllowed)
+    );
+    assert!(drain(&mut layer).is_empty());
+    assert_eq!(layer.state(server), Some(TransactionState::Trying));
+
+    // After a (stateful) final response: a second final is refused.
+    layer
+        .send_response(
+            server,
+            response(200, "REGISTER", "z9hG4bKsl3", Some("t")),
+            t0,
+        )
+        .unwrap();
+    drain(&mut layer);
+    assert_eq!(
+        layer.send_response_statelessly(server, response(401, "REGISTER", "z9hG4bKsl3", None), t0),
+        Err(SendResponseError::NotAllowed)
+    );
+    assert!(drain(&mut layer).is_empty());
+    assert_eq!(layer.state(server), Some(TransactionState::Completed));
+
+    // Client transactions and unknown ones.
+    let client = layer
+        .send_request(register("z9hG4bKsl4"), udp(), t0)
+        .unwrap();
+    drain(&mut layer);
+    assert_eq!(
+        layer.send_response_statelessly(client, response(401, "REGISTER", "z9hG4bKsl4", None), t0),
+        Err(SendResponseError::UnknownTransaction)
+    );
+    let gone = receive_new(&mut layer, register("z9hG4bKsl5"), udp(), t0);
+    layer
+        .send_response_statelessly(gone, response(401, "REGISTER", "z9hG4bKsl5", None), t0)
+        .unwrap();
+    drain(&mut layer);
+    assert_eq!(
+        layer.send_response_statelessly(gone, response(401, "REGISTER", "z9hG4bKsl5", None), t0),
+        Err(SendResponseError::UnknownTransaction)
+    );
+    assert_eq!(layer.len(), 2);
+}
+
+#[test]
+fn stateless_challenges_do_not_fill_the_table() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Config {
+        max_transactions: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    for i in 0..10 {
+        let branch = format!("z9hG4bKfill{i}");
+        let id = receive_new(&mut layer, register(&branch), udp(), t0);
+        layer
+            .send_response_statelessly(id, response(401, "REGISTER", &branch, None), t0)
+            .unwrap();
+        drain(&mut layer);
+    }
+    assert!(layer.is_empty());
+}
+
 #[test]
 fn config_is_validated() {
     assert!(TransactionLayer::new(Config {

@@ -54,6 +54,8 @@ pub struct SipConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Live SIP transactions per shard (one shard per core); past it new requests get 503.
+    pub max_transactions: usize,
     /// `None`: the host name, else a random name (decided at start).
     pub node_id: Option<String>,
 }
@@ -293,6 +295,9 @@ impl Config {
                 t1: settings.integer("sip.t1_ms", |n| milliseconds(n, 1, 60_000))?,
                 t2: settings.integer("sip.t2_ms", |n| milliseconds(n, 1, 600_000))?,
                 t4: settings.integer("sip.t4_ms", |n| milliseconds(n, 1, 600_000))?,
+                max_transactions: settings.integer("sip.max_transactions", |n| {
+                    in_range(n, 1, 100_000_000).map(|n| n as usize)
+                })?,
                 node_id: settings.string("sip.node_id", parse_node_id)?,
             },
             registrar: RegistrarSettings {
@@ -730,6 +735,7 @@ mod tests {
         assert_eq!(config.sip.ws, Listen::Off);
         assert_eq!(config.sip.certificate, None);
         assert_eq!(config.sip.t1, Duration::from_millis(500));
+        assert_eq!(config.sip.max_transactions, 100_000);
         assert_eq!(config.sip.node_id, None);
         assert_eq!(config.registrar.min_expires_secs, 60);
         assert_eq!(config.registrar.default_expires_secs, 3600);
@@ -761,6 +767,7 @@ mod tests {
             ("SIPD_SIP_T1_MS", "250"),
             ("SIPD_SIP_T2_MS", "2000"),
             ("SIPD_SIP_T4_MS", "2500"),
+            ("SIPD_SIP_MAX_TRANSACTIONS", "5000"),
             ("SIPD_SIP_NODE_ID", "node-1"),
             ("SIPD_REGISTRAR_MIN_EXPIRES_SECS", "30"),
             ("SIPD_REGISTRAR_DEFAULT_EXPIRES_SECS", "600"),
@@ -825,6 +832,7 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.log.level, "debug,sipd_api=trace");
         assert_eq!(config.sip.t1, Duration::from_millis(250));
+        assert_eq!(config.sip.max_transactions, 5000);
         assert_eq!(config.sip.node_id.as_deref(), Some("node-1"));
         assert_eq!(
             config.sip.certificate.unwrap().key,
@@ -882,6 +890,26 @@ mod tests {
         let error = load_error(&[("SIPD_REGISTRAR_NONCE_SECRET", "hunter2")]);
         assert!(error.contains("registrar.nonce_secret"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn max_transactions_must_be_positive() {
+        let (_dir, path) = write_file("[sip]\nmax_transactions = 250000\n");
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.sip.max_transactions, 250_000);
+
+        for value in ["0", "-1", "many"] {
+            let error = load_error(&[("SIPD_SIP_MAX_TRANSACTIONS", value)]);
+            assert!(
+                error.contains("`sip.max_transactions`")
+                    && error.contains("SIPD_SIP_MAX_TRANSACTIONS"),
+                "{value}: {error}"
+            );
+        }
+        let (_dir, path) = write_file("[sip]\nmax_transactions = 0\n");
+        let error = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(error.contains("`sip.max_transactions`"), "{error}");
+        assert!(error.contains("expected 1 to"), "{error}");
     }
 
     #[test]

@@ -288,9 +288,18 @@ async fn garbage_options_unserved_methods_and_retransmissions() {
         .await;
     assert_eq!(client.recv().await.status(), Some(501));
 
+    // The 401 is sent statelessly (no transaction held for Timer J), so a retransmitted
+    // unauthenticated REGISTER is not absorbed: it is challenged again.
+    let unauthenticated = device.register(&client, 600, None);
+    client.send(&unauthenticated).await;
+    let challenge = client.recv().await;
+    let offered = check_challenges(&challenge);
+    client.send(&unauthenticated).await;
+    let rechallenge = client.recv().await;
+    check_challenges(&rechallenge);
+    // Fresh nonces: a new answer, not the stored 401 retransmitted.
+    assert_ne!(rechallenge.as_bytes(), challenge.as_bytes());
     // A retransmitted REGISTER (same branch) is answered with the same bytes.
-    client.send(&device.register(&client, 600, None)).await;
-    let offered = check_challenges(&client.recv().await);
     let answer = authorization(&offered[0], &user, PASSWORD, 1);
     let request = device.register(&client, 600, Some(&answer));
     client.send(&request).await;

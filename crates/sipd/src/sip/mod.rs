@@ -71,6 +71,7 @@ impl SipServer {
                 t2: config.sip.t2,
                 t4: config.sip.t4,
             },
+            max_transactions: config.sip.max_transactions,
             ..sip_transaction::Config::default()
         };
         let (stop, stopped) = watch::channel(false);

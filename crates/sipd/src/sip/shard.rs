@@ -287,6 +287,13 @@ impl Shard {
     }
 
     /// Answers a server transaction; the bytes go out with the next drain.
+    ///
+    /// A 401 challenge is sent statelessly: the transaction is forgotten at once instead
+    /// of holding the request and response for Timer J (32 s over UDP). A challenge is
+    /// cheap to recompute (a retransmitted REGISTER is simply challenged again, with a
+    /// fresh nonce), and keeping it would let unauthenticated senders fill the
+    /// transaction table (`sip.max_transactions`) and halve the REGISTER rate a flow
+    /// can sustain.
     fn respond(&mut self, transaction: TransactionId, response: Bytes) {
         let response = match Message::parse(response) {
             Ok(response) => response,
@@ -295,10 +302,14 @@ impl Shard {
                 return;
             }
         };
-        if let Err(error) = self
-            .layer
-            .send_response(transaction, response, Instant::now())
-        {
+        let now = Instant::now();
+        let sent = if response.status() == Some(401) {
+            self.layer
+                .send_response_statelessly(transaction, response, now)
+        } else {
+            self.layer.send_response(transaction, response, now)
+        };
+        if let Err(error) = sent {
             // The transaction timed out while the registrar worked, e.g. a slow database.
             debug!(%transaction, ?error, "response not sent");
         }
