@@ -46,8 +46,8 @@
 //! * The digest `uri` must be present but need not equal the Request-URI: NAT helpers rewrite
 //!   Request-URIs, and the method, nonce and nonce-count already bind the answer to a fresh
 //!   REGISTER.
-//! * The `nc` text is hashed as 8 lowercase hex digits (its RFC 7616 form); see
-//!   `/work/notes/registrar-needs-from-sip-message.md`.
+//! * The `nc` text is hashed as 8 lowercase hex digits (its RFC 7616 form): sip-message keeps
+//!   only the parsed number, so a client sending upper-case hex is refused.
 //! * The To AOR must be `sip:`/`sips:` with our domain as host (case-insensitive, any port) and
 //!   the authenticated user name as user part (exact, after unescaping). Another domain gets
 //!   `403` before authentication; another user's AOR `403` after it. The

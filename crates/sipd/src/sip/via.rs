@@ -1,7 +1,7 @@
 //! RFC 3261 §18.2.1 / RFC 3581 §4: the server records where a request really came from in its
 //! top Via, so every response built from the request (they copy the Via lines) carries
 //! `received`/`rport`. sip-message only offers this inside `ForwardBuilder` (which also
-//! decrements Max-Forwards), hence this helper; see /work/notes/wiring-needs-from-sip-message.md.
+//! decrements Max-Forwards), hence this helper.
 
 use bytes::{BufMut, BytesMut};
 use sip_message::Message;
