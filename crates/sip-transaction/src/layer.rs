@@ -225,6 +225,22 @@ enum Machine {
 }
 
 impl Machine {
+    /// A server machine's verdict on the TU's response; client machines take none.
+    fn on_tu_response(
+        &mut self,
+        response: &Message,
+        now: Instant,
+    ) -> Result<Vec<Action>, SendResponseError> {
+        let accepted = match self {
+            Self::InviteServer(m) => m.on_tu_response(response_status(response)?, now),
+            Self::NonInviteServer(m) => m.on_tu_response(response_status(response)?, now),
+            Self::InviteClient(_) | Self::NonInviteClient(_) => {
+                return Err(SendResponseError::UnknownTransaction)
+            }
+        };
+        accepted.map_err(|_| SendResponseError::NotAllowed)
+    }
+
     fn state(&self) -> TransactionState {
         match self {
             Self::InviteClient(m) => m.state(),
@@ -634,15 +650,7 @@ impl TransactionLayer {
         let Some(tx) = self.transactions.get_mut(&transaction) else {
             return Err(SendResponseError::UnknownTransaction);
         };
-        let status = message::status(&response).ok_or(SendResponseError::NotAllowed)?;
-        let accepted = match &mut tx.machine {
-            Machine::InviteServer(machine) => machine.on_tu_response(status, now),
-            Machine::NonInviteServer(machine) => machine.on_tu_response(status, now),
-            Machine::InviteClient(_) | Machine::NonInviteClient(_) => {
-                return Err(SendResponseError::UnknownTransaction)
-            }
-        };
-        let actions = accepted.map_err(|_| SendResponseError::NotAllowed)?;
+        let actions = tx.machine.on_tu_response(&response, now)?;
         tx.last_response = Some(message::encode(&response));
         tx.response_to_tag = message::to_tag(&response);
         self.apply(transaction, actions, None);
@@ -674,26 +682,12 @@ impl TransactionLayer {
         let Some(tx) = self.transactions.get(&transaction) else {
             return Err(SendResponseError::UnknownTransaction);
         };
-        if !matches!(
-            tx.machine,
-            Machine::InviteServer(_) | Machine::NonInviteServer(_)
-        ) {
-            return Err(SendResponseError::UnknownTransaction);
-        }
-        let status = message::status(&response).ok_or(SendResponseError::NotAllowed)?;
-        if status < 200 {
-            return Err(SendResponseError::NotAllowed);
-        }
         // Let the machine judge whether a final response is still allowed (not after
         // one was sent), on a copy: the transaction is dropped either way.
-        let accepted = match tx.machine.clone() {
-            Machine::InviteServer(mut machine) => machine.on_tu_response(status, now),
-            Machine::NonInviteServer(mut machine) => machine.on_tu_response(status, now),
-            Machine::InviteClient(_) | Machine::NonInviteClient(_) => {
-                return Err(SendResponseError::UnknownTransaction)
-            }
-        };
-        accepted.map_err(|_| SendResponseError::NotAllowed)?;
+        tx.machine.clone().on_tu_response(&response, now)?;
+        if response_status(&response)? < 200 {
+            return Err(SendResponseError::NotAllowed);
+        }
         let flow = tx.flow;
         self.remove(transaction);
         self.outputs.push_back(Output::Transmit(Transmit {
@@ -790,4 +784,9 @@ impl TransactionLayer {
             };
         }
     }
+}
+
+/// The status code of a response the TU hands over; a request is not one.
+fn response_status(response: &Message) -> Result<u16, SendResponseError> {
+    message::status(response).ok_or(SendResponseError::NotAllowed)
 }
