@@ -11,8 +11,8 @@ pub(crate) enum ServerKey {
         method: Box<str>,
     },
     /// RFC 2543 peers' branches are not unique: fall back to comparing the request's
-    /// identifying fields.
-    Legacy(LegacyKey),
+    /// identifying fields. Boxed: rare, and several times the size of a branch key.
+    Legacy(Box<LegacyKey>),
 }
 
 /// The sent-by of a Via (host compared case-insensitively).
@@ -51,10 +51,12 @@ impl ServerKey {
     /// For an RFC 2543 ACK: the key of its INVITE had the To tag not been set yet.
     pub(crate) fn without_to_tag(&self) -> Option<Self> {
         match self {
-            Self::Legacy(legacy) if legacy.to_tag.is_some() => Some(Self::Legacy(LegacyKey {
-                to_tag: None,
-                ..legacy.clone()
-            })),
+            Self::Legacy(legacy) if legacy.to_tag.is_some() => {
+                Some(Self::Legacy(Box::new(LegacyKey {
+                    to_tag: None,
+                    ..(**legacy).clone()
+                })))
+            }
             _ => None,
         }
     }

@@ -289,8 +289,11 @@ struct Transaction {
     machine: Machine,
     key: Key,
     flow: Flow,
-    /// The request that created the transaction.
-    request: Message,
+    /// The request that created the transaction, where it is still needed: always for a
+    /// client, for an INVITE server until its final response, never for a non-INVITE
+    /// server (which only resends its response, thousands of them through Timer J).
+    /// Boxed: most transactions in the table are completed non-INVITE servers without one.
+    request: Option<Box<Message>>,
     /// INVITE client: the ACK for the non-2xx final response.
     ack: Option<Bytes>,
     /// Server: the most recent response, for retransmission.
@@ -301,6 +304,9 @@ struct Transaction {
     /// for it are stale.
     scheduled: Option<Instant>,
 }
+
+/// Output queue slots kept between bursts.
+const OUTPUTS_KEPT: usize = 64;
 
 /// All transactions of one SIP element. See the [crate docs](crate) for the drive loop.
 #[derive(Debug)]
@@ -349,7 +355,12 @@ impl TransactionLayer {
 
     /// The next thing to do, if any. Call until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() && self.outputs.capacity() > OUTPUTS_KEPT {
+            // A timer burst (Timer J of a storm) queues one output per transaction.
+            self.outputs.shrink_to(OUTPUTS_KEPT);
+        }
+        output
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -430,7 +441,10 @@ impl TransactionLayer {
         if tx.ack.is_none() && actions.contains(&Action::SendAck) {
             // Built from the first final response, reused for its retransmissions. If
             // it cannot be built (no To), the server's timer H ends its retransmissions.
-            tx.ack = message::ack_for(&tx.request, &response).ok();
+            tx.ack = tx
+                .request
+                .as_ref()
+                .and_then(|invite| message::ack_for(invite, &response).ok());
         }
         let deliver = Output::Response {
             transaction: id,
@@ -474,17 +488,19 @@ impl TransactionLayer {
             (Machine::NonInviteServer(machine), actions)
         };
         let id = self.allocate_id();
+        // Only an INVITE server builds from its request (the 100 Trying).
+        let kept = (facts.kind == RequestKind::Invite).then(|| Box::new(request.clone()));
         let deliver = if facts.kind == RequestKind::Cancel {
             Output::Cancel {
                 transaction: id,
-                request: request.clone(),
+                request,
                 flow,
                 target: self.cancel_target(&facts.key),
             }
         } else {
             Output::Request {
                 transaction: id,
-                request: request.clone(),
+                request,
                 flow,
             }
         };
@@ -495,7 +511,7 @@ impl TransactionLayer {
                 machine,
                 key: Key::Server(facts.key),
                 flow,
-                request,
+                request: kept,
                 ack: None,
                 last_response: None,
                 response_to_tag: None,
@@ -598,7 +614,7 @@ impl TransactionLayer {
                 machine,
                 key: Key::Client(key),
                 flow,
-                request,
+                request: Some(Box::new(request)),
                 ack: None,
                 last_response: None,
                 response_to_tag: None,
@@ -627,7 +643,10 @@ impl TransactionLayer {
             TransactionState::Calling => return Err(CancelError::NoProvisionalResponse),
             _ => return Err(CancelError::AlreadyAnswered),
         }
-        let cancel = message::cancel_for(&tx.request).map_err(CancelError::Unbuildable)?;
+        let Some(invite) = &tx.request else {
+            return Err(CancelError::UnknownTransaction);
+        };
+        let cancel = message::cancel_for(invite).map_err(CancelError::Unbuildable)?;
         let (key, kind) = message::client_facts(&cancel).map_err(CancelError::Unbuildable)?;
         let flow = tx.flow;
         // A CANCEL for this INVITE already runs: the TU asked twice.
@@ -651,6 +670,9 @@ impl TransactionLayer {
             return Err(SendResponseError::UnknownTransaction);
         };
         let actions = tx.machine.on_tu_response(&response, now)?;
+        if response_status(&response)? >= 200 {
+            tx.request = None;
+        }
         tx.last_response = Some(message::encode(&response));
         tx.response_to_tag = message::to_tag(&response);
         self.apply(transaction, actions, None);
@@ -729,14 +751,14 @@ impl TransactionLayer {
         let mut terminated = None;
         for action in actions {
             let payload = match action {
-                Action::SendRequest => Some(message::encode(&tx.request)),
+                Action::SendRequest => tx.request.as_deref().map(message::encode),
                 Action::SendAck => tx.ack.clone(),
                 Action::SendResponse => tx.last_response.clone(),
-                Action::SendTrying => {
-                    let trying = message::trying_for(&tx.request);
+                Action::SendTrying => tx.request.as_ref().map(|invite| {
+                    let trying = message::trying_for(invite);
                     tx.last_response = Some(trying.clone());
-                    Some(trying)
-                }
+                    trying
+                }),
                 Action::PassToTu => {
                     self.outputs.extend(deliver.take());
                     None
@@ -782,6 +804,29 @@ impl TransactionLayer {
                 Key::Server(key) => self.servers.remove(&key),
                 Key::Client(key) => self.clients.remove(&key),
             };
+        }
+        self.shrink_after_peak();
+    }
+
+    /// Gives back the tables' memory once a peak is over: a registration storm grows them
+    /// to hundreds of thousands of slots (a transaction is ~460 bytes inline), which a
+    /// `HashMap` would otherwise keep for the life of the process. Shrinking to twice the
+    /// live count when below a quarter keeps the cost amortized O(1) per removal.
+    fn shrink_after_peak(&mut self) {
+        const FLOOR: usize = 1024;
+        let live = self.transactions.len().max(FLOOR);
+        // After `shrink_to(2 × live)` the capacity is at most 4 × live: no shrink at once again.
+        if self.transactions.capacity() > live * 4 {
+            let target = live * 2;
+            self.transactions.shrink_to(target);
+            self.servers.shrink_to(target);
+            self.clients.shrink_to(target);
+            // Stale timer entries (already fired or re-armed) go with the shrink.
+            let transactions = &self.transactions;
+            self.timers.retain(|Reverse((at, id))| {
+                transactions.get(id).is_some_and(|tx| tx.scheduled == Some(*at))
+            });
+            self.timers.shrink_to(target);
         }
     }
 }

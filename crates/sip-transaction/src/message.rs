@@ -104,7 +104,7 @@ pub(crate) fn request_facts(request: &Message) -> Result<RequestFacts, MessageEr
             },
             method: key_method,
         },
-        _ => ServerKey::Legacy(LegacyKey {
+        _ => ServerKey::Legacy(Box::new(LegacyKey {
             request_uri: String::from_utf8_lossy(request.request_uri_raw().unwrap_or_default())
                 .into(),
             to_tag: to_tag.clone(),
@@ -113,7 +113,7 @@ pub(crate) fn request_facts(request: &Message) -> Result<RequestFacts, MessageEr
             cseq: request.cseq()?.seq,
             method: key_method,
             top_via: String::from_utf8_lossy(via.as_bytes()).into(),
-        }),
+        })),
     };
     Ok(RequestFacts { kind, key, to_tag })
 }
