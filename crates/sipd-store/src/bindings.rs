@@ -450,18 +450,31 @@ impl Store {
         Ok(())
     }
 
-    /// All bindings that have not expired at `now_ms`, e.g. to reload at start; grouped by
-    /// endpoint, newest first within each. One query, decoded as rows stream in.
+    /// All bindings that have not expired at `now_ms`; grouped by endpoint, newest first
+    /// within each. See [`Store::for_each_live_binding`] to reload without holding them all.
     pub async fn live_bindings(&self, now_ms: i64) -> Result<Vec<Binding>> {
+        let mut bindings = Vec::new();
+        self.for_each_live_binding(now_ms, |binding| bindings.push(binding))
+            .await?;
+        Ok(bindings)
+    }
+
+    /// Hands every binding that has not expired at `now_ms` to `each` as its row streams in,
+    /// grouped by endpoint, newest first within each: one query, and no more than one row in
+    /// memory at a time, so reloading a million bindings leaves no million-row garbage behind.
+    pub async fn for_each_live_binding(
+        &self,
+        now_ms: i64,
+        mut each: impl FnMut(Binding),
+    ) -> Result<()> {
         let text = format!(
             "{SELECT_BINDINGS} WHERE expires_at > $1 ORDER BY endpoint_pk, updated_at DESC, id DESC"
         );
         let mut rows = sqlx::query(&text).bind(now_ms).fetch(&self.pool);
-        let mut bindings = Vec::new();
         while let Some(row) = rows.try_next().await? {
-            bindings.push(binding_from_row(&row)?);
+            each(binding_from_row(&row)?);
         }
-        Ok(bindings)
+        Ok(())
     }
 
     /// The endpoint's bindings that have not expired at `now_ms`, newest first (an index

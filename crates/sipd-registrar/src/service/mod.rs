@@ -227,23 +227,32 @@ impl RegistrarService {
         let node_id: Arc<str> = Arc::from(config.registrar.node_id.as_str());
         // Subscribed first, so no change committed after the load is missed.
         let changes = store.subscribe_endpoint_changes().await;
-        let live = store.live_bindings(unix_ms(SystemTime::now())).await?;
         let location = Location::new(&node_id);
         let mut orphaned = Vec::new();
-        for group in live.chunk_by(|a, b| a.endpoint_pk == b.endpoint_pk) {
-            let (dead, kept): (Vec<&Binding>, Vec<&Binding>) = group
-                .iter()
-                .partition(|b| *b.node_id == *node_id && is_connection(&b.transport));
-            orphaned.extend(dead.into_iter().map(|b| BindingChange::Delete {
-                endpoint_pk: b.endpoint_pk,
-                contact_uri: b.contact_uri.clone(),
-            }));
-            if let Some(first) = kept.first() {
-                let kept: Vec<Binding> = kept.iter().map(|b| (*b).clone()).collect();
-                location.install(first.endpoint_pk, &kept);
-            }
+        // One endpoint's bindings at a time (rows come grouped by endpoint).
+        let mut group: Vec<Binding> = Vec::new();
+        store
+            .for_each_live_binding(unix_ms(SystemTime::now()), |binding| {
+                if group
+                    .first()
+                    .is_some_and(|first| first.endpoint_pk != binding.endpoint_pk)
+                {
+                    location.install(group[0].endpoint_pk, &group);
+                    group.clear();
+                }
+                if *binding.node_id == *node_id && is_connection(&binding.transport) {
+                    orphaned.push(BindingChange::Delete {
+                        endpoint_pk: binding.endpoint_pk,
+                        contact_uri: binding.contact_uri,
+                    });
+                } else {
+                    group.push(binding);
+                }
+            })
+            .await?;
+        if let Some(first) = group.first() {
+            location.install(first.endpoint_pk, &group);
         }
-        drop(live);
         let writer = store.binding_writer();
         if !orphaned.is_empty() {
             let count = orphaned.len();
