@@ -4,6 +4,7 @@
 use md5::Md5;
 use sha2::digest::Digest;
 use sha2::Sha256;
+use sipd_store::Credentials;
 use subtle::ConstantTimeEq;
 
 /// The Digest algorithms the registrar can offer and accept (which ones, in which order:
@@ -27,14 +28,78 @@ pub(crate) struct ResponseInputs<'a> {
 
 const MAX_DIGEST_LEN: usize = 32;
 
-/// Whether `response` (hex, either case) is the correct request digest for `ha1_hex`.
+/// What the registrar keeps of an endpoint to check its Digest answers. The HA1 values are
+/// held in binary, not as the store's hex strings: one of these is cached per registered user,
+/// so its size counts (about a third of [`Credentials`]).
+#[derive(Clone)]
+pub struct DigestCredentials {
+    /// Internal id of the endpoint (the AOR owner).
+    pub endpoint_pk: i64,
+    /// When the password last changed (Unix ms): nonces issued before are stale.
+    pub changed_at_ms: i64,
+    pub username: Box<str>,
+    ha1_md5: [u8; 16],
+    ha1_sha256: [u8; 32],
+}
+
+impl DigestCredentials {
+    /// The registrar's view of a store row; `None` if its HA1 values are not hex digests of
+    /// the right length (a damaged row authenticates nobody).
+    pub fn from_store(credentials: &Credentials) -> Option<Self> {
+        let mut ha1_md5 = [0u8; 16];
+        let mut ha1_sha256 = [0u8; 32];
+        decode_hex_exact(credentials.ha1_md5.as_bytes(), &mut ha1_md5)?;
+        decode_hex_exact(credentials.ha1_sha256.as_bytes(), &mut ha1_sha256)?;
+        Some(DigestCredentials {
+            endpoint_pk: credentials.endpoint_pk,
+            changed_at_ms: credentials.credentials_changed_at.timestamp_millis(),
+            username: credentials.username.as_str().into(),
+            ha1_md5,
+            ha1_sha256,
+        })
+    }
+
+    /// HA1 for `algorithm`, in binary.
+    pub(crate) fn ha1(&self, algorithm: Algorithm) -> &[u8] {
+        match algorithm {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
+impl std::fmt::Debug for DigestCredentials {
+    // HA1 values are password equivalents: keep them out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestCredentials")
+            .field("endpoint_pk", &self.endpoint_pk)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fills all of `out` from hex of exactly twice its length.
+fn decode_hex_exact(hex: &[u8], out: &mut [u8]) -> Option<()> {
+    if hex.len() != out.len() * 2 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(())
+}
+
+/// Whether `response` (hex, either case) is the correct request digest for `ha1` (binary).
 /// Runs in time independent of where the two differ.
 pub(crate) fn response_matches(
     algorithm: Algorithm,
-    ha1_hex: &[u8],
+    ha1: &[u8],
     inputs: &ResponseInputs<'_>,
     response: &str,
 ) -> bool {
+    let mut ha1_hex = [0u8; 2 * MAX_DIGEST_LEN];
+    let ha1_hex = encode_hex(ha1, &mut ha1_hex);
     let mut expected = [0u8; MAX_DIGEST_LEN];
     let expected = match algorithm {
         Algorithm::Md5 => request_digest::<Md5>(ha1_hex, inputs, &mut expected),
@@ -104,13 +169,6 @@ fn decode_hex<'o>(hex: &[u8], out: &'o mut [u8; MAX_DIGEST_LEN]) -> Option<&'o [
     Some(&out[..len])
 }
 
-/// Lowercase hex of H(data), for the dummy HA1 and tests.
-pub(crate) fn hex_hash<D: Digest>(data: &[u8]) -> String {
-    let hash = D::digest(data);
-    let mut out = [0u8; 2 * MAX_DIGEST_LEN];
-    let hex = encode_hex(&hash, &mut out);
-    String::from_utf8_lossy(hex).into_owned()
-}
 
 #[cfg(test)]
 mod tests {
@@ -127,38 +185,38 @@ mod tests {
             digest_uri: "/dir/index.html",
         };
         let secret = b"Mufasa:http-auth@example.org:Circle of Life";
-        let md5_ha1 = hex_hash::<Md5>(secret);
-        let sha_ha1 = hex_hash::<Sha256>(secret);
+        let md5_ha1 = Md5::digest(secret);
+        let sha_ha1 = Sha256::digest(secret);
         assert!(response_matches(
             Algorithm::Md5,
-            md5_ha1.as_bytes(),
+            &md5_ha1,
             &inputs,
             "8ca523f5e9506fed4657c9700eebdbec"
         ));
         assert!(response_matches(
             Algorithm::Sha256,
-            sha_ha1.as_bytes(),
+            &sha_ha1,
             &inputs,
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         ));
         // Upper case hex is the same number.
         assert!(response_matches(
             Algorithm::Md5,
-            md5_ha1.as_bytes(),
+            &md5_ha1,
             &inputs,
             "8CA523F5E9506FED4657C9700EEBDBEC"
         ));
         // The MD5 answer is not a SHA-256 answer, a one-digit change fails, junk fails.
         assert!(!response_matches(
             Algorithm::Sha256,
-            sha_ha1.as_bytes(),
+            &sha_ha1,
             &inputs,
             "8ca523f5e9506fed4657c9700eebdbec"
         ));
         for wrong in ["8ca523f5e9506fed4657c9700eebdbed", "", "8ca", "zz", "é"] {
             assert!(!response_matches(
                 Algorithm::Md5,
-                md5_ha1.as_bytes(),
+                &md5_ha1,
                 &inputs,
                 wrong
             ));

@@ -82,7 +82,7 @@ pub mod service;
 
 pub use bindings::{Source, Transport};
 pub use config::{ConfigError, RegistrarConfig};
-pub use digest::Algorithm;
+pub use digest::{Algorithm, DigestCredentials};
 pub use expiry::{expired_bindings, next_expiry_ms};
 pub use registrar::{Authorized, PendingAuth, Registrar, Registration, Start};
 pub use response::Response;

@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
 use md5::Md5;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use sip_message::auth::{self, DigestAlgorithm, DigestChallenge, Qop, Username};
 use sip_message::{HeaderName, Message, Method};
-use sipd_store::{Binding, BindingChange, Credentials};
+use sipd_store::{Binding, BindingChange};
 
 use crate::bindings::{self, Outcome, Refusal, Source, TOO_BRIEF};
 use crate::config::{ConfigError, RegistrarConfig};
-use crate::digest::{self, Algorithm, ResponseInputs};
+use crate::digest::{self, Algorithm, DigestCredentials, ResponseInputs};
 use crate::nonce::{NonceId, NonceMinter};
 use crate::replay::NonceCounts;
 use crate::response::{header_safe, http_date, Responder, Response};
@@ -30,8 +30,8 @@ pub struct Registrar {
     responder: Responder,
     /// Checked against when the user is unknown, so unknown users cost what known ones do.
     /// Derived from the secret: nobody can compute a response that matches them.
-    dummy_ha1_md5: String,
-    dummy_ha1_sha256: String,
+    dummy_ha1_md5: [u8; 16],
+    dummy_ha1_sha256: [u8; 32],
 }
 
 /// What to do with a REGISTER after [`Registrar::start`].
@@ -114,8 +114,8 @@ impl Registrar {
             nonces: NonceMinter::new(mac.clone(), &config.domain),
             counts: NonceCounts::new(config.replay_tracker_capacity),
             responder: Responder::new(mac),
-            dummy_ha1_md5: digest::hex_hash::<Md5>(&dummy_seed),
-            dummy_ha1_sha256: digest::hex_hash::<Sha256>(&dummy_seed),
+            dummy_ha1_md5: Md5::digest(dummy_seed).into(),
+            dummy_ha1_sha256: Sha256::digest(dummy_seed).into(),
             config,
         })
     }
@@ -237,16 +237,15 @@ impl Registrar {
     pub fn authenticate(
         &mut self,
         pending: PendingAuth<'_>,
-        credentials: Option<&Credentials>,
+        credentials: Option<&DigestCredentials>,
         now_ms: i64,
     ) -> Result<Authorized, Response> {
         let request = pending.request;
-        let known = credentials.filter(|c| c.username == pending.username);
+        let known = credentials.filter(|c| *c.username == *pending.username);
         let ha1 = match (known, pending.algorithm) {
-            (Some(c), Algorithm::Md5) => c.ha1_md5.as_bytes(),
-            (Some(c), Algorithm::Sha256) => c.ha1_sha256.as_bytes(),
-            (None, Algorithm::Md5) => self.dummy_ha1_md5.as_bytes(),
-            (None, Algorithm::Sha256) => self.dummy_ha1_sha256.as_bytes(),
+            (Some(c), algorithm) => c.ha1(algorithm),
+            (None, Algorithm::Md5) => &self.dummy_ha1_md5[..],
+            (None, Algorithm::Sha256) => &self.dummy_ha1_sha256[..],
         };
         let inputs = ResponseInputs {
             nonce: &pending.nonce,
@@ -267,7 +266,7 @@ impl Registrar {
         // it is treated as expired too.
         let expired =
             now.saturating_sub(issued) > lifetime || issued.saturating_sub(now) > lifetime;
-        let changed_at_ms = credentials.credentials_changed_at.timestamp_millis();
+        let changed_at_ms = credentials.changed_at_ms;
         let changed_ms = u64::try_from(changed_at_ms).unwrap_or(0);
         if expired
             || issued < changed_ms

@@ -46,7 +46,7 @@ fn register_stores_the_binding_with_nat_facts() {
         registration.changes,
         [BindingChange::UpsertAuthenticated {
             binding: fx.store[0].clone(),
-            credentials_changed_at_ms: fx.users[0].credentials_changed_at.timestamp_millis(),
+            credentials_changed_at_ms: fx.users[0].changed_at_ms,
         }]
     );
 

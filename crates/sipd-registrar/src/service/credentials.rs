@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sipd_store::{Credentials, Store, StoreError};
+use sipd_store::{Store, StoreError};
+
+use crate::DigestCredentials;
 
 const SHARDS: usize = 16;
 
 enum Entry {
-    Known(Arc<Credentials>),
+    Known(Arc<DigestCredentials>),
     /// No such user when looked up; trusted until this Unix millisecond.
     Unknown {
         until_ms: i64,
@@ -61,14 +63,24 @@ impl CredentialCache {
         store: &Store,
         username: &str,
         now_ms: i64,
-    ) -> Result<Option<Arc<Credentials>>, StoreError> {
+    ) -> Result<Option<Arc<DigestCredentials>>, StoreError> {
         match lock(self.shard(username)).get(username) {
             Some(Entry::Known(credentials)) => return Ok(Some(credentials.clone())),
             Some(Entry::Unknown { until_ms }) if *until_ms > now_ms => return Ok(None),
             _ => {}
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let fetched = store.credentials_by_username(username).await?.map(Arc::new);
+        let fetched = store
+            .credentials_by_username(username)
+            .await?
+            .and_then(|row| {
+                let credentials = DigestCredentials::from_store(&row);
+                if credentials.is_none() {
+                    tracing::warn!(username, "endpoint has damaged HA1 values: refused");
+                }
+                credentials
+            })
+            .map(Arc::new);
         let mut shard = lock(self.shard(username));
         if self.generation.load(Ordering::Acquire) != generation {
             return Ok(fetched);
@@ -100,8 +112,8 @@ impl CredentialCache {
 
     /// Whether `credentials` are still what the cache holds for their user: false once an
     /// endpoint change made them stale (or they were never cached).
-    pub(crate) fn is_current(&self, credentials: &Arc<Credentials>) -> bool {
-        match lock(self.shard(&credentials.username)).get(credentials.username.as_str()) {
+    pub(crate) fn is_current(&self, credentials: &Arc<DigestCredentials>) -> bool {
+        match lock(self.shard(&credentials.username)).get(&*credentials.username) {
             Some(Entry::Known(cached)) => Arc::ptr_eq(cached, credentials),
             _ => false,
         }

@@ -12,8 +12,8 @@ use sha2::Sha256;
 use sip_message::auth::Challenge;
 use sip_message::{HeaderName, Message};
 use sipd_registrar::{
-    Binding, BindingChange, Credentials, Registrar, RegistrarConfig, Registration, Response,
-    Source, Start, Transport,
+    Binding, BindingChange, Credentials, DigestCredentials, Registrar, RegistrarConfig,
+    Registration, Response, Source, Start, Transport,
 };
 
 pub const DOMAIN: &str = "example.com";
@@ -28,9 +28,9 @@ pub fn credentials(
     username: &str,
     password: &str,
     changed_at_ms: i64,
-) -> Credentials {
+) -> DigestCredentials {
     let secret = format!("{username}:{DOMAIN}:{password}");
-    Credentials {
+    let row = Credentials {
         endpoint_pk,
         endpoint_id: format!("ep{endpoint_pk}"),
         account_id: 1,
@@ -38,7 +38,8 @@ pub fn credentials(
         ha1_md5: format!("{:x}", Md5::digest(secret.as_bytes())),
         ha1_sha256: format!("{:x}", Sha256::digest(secret.as_bytes())),
         credentials_changed_at: DateTime::from_timestamp_millis(changed_at_ms).unwrap(),
-    }
+    };
+    DigestCredentials::from_store(&row).unwrap()
 }
 
 pub fn source(addr: &str, flow: &'static str) -> Source<'static> {
@@ -210,7 +211,7 @@ pub fn contacts(response: &Response) -> Vec<String> {
 /// Registrar + in-memory store + virtual clock + one digest client per user name.
 pub struct Fixture {
     pub registrar: Registrar,
-    pub users: Vec<Credentials>,
+    pub users: Vec<DigestCredentials>,
     pub store: Vec<Binding>,
     pub now: i64,
     pub source: Source<'static>,
@@ -257,7 +258,7 @@ impl Fixture {
         let credentials = self
             .users
             .iter()
-            .find(|c| c.username == pending.username())
+            .find(|c| *c.username == *pending.username())
             .cloned();
         let authorized = self
             .registrar
