@@ -824,7 +824,9 @@ impl TransactionLayer {
             // Stale timer entries (already fired or re-armed) go with the shrink.
             let transactions = &self.transactions;
             self.timers.retain(|Reverse((at, id))| {
-                transactions.get(id).is_some_and(|tx| tx.scheduled == Some(*at))
+                transactions
+                    .get(id)
+                    .is_some_and(|tx| tx.scheduled == Some(*at))
             });
             self.timers.shrink_to(target);
         }

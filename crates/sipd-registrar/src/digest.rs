@@ -169,7 +169,6 @@ fn decode_hex<'o>(hex: &[u8], out: &'o mut [u8; MAX_DIGEST_LEN]) -> Option<&'o [
     Some(&out[..len])
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,12 +213,7 @@ mod tests {
             "8ca523f5e9506fed4657c9700eebdbec"
         ));
         for wrong in ["8ca523f5e9506fed4657c9700eebdbed", "", "8ca", "zz", "é"] {
-            assert!(!response_matches(
-                Algorithm::Md5,
-                &md5_ha1,
-                &inputs,
-                wrong
-            ));
+            assert!(!response_matches(Algorithm::Md5, &md5_ha1, &inputs, wrong));
         }
     }
 }
