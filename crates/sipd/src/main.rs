@@ -17,6 +17,13 @@ use config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// jemalloc, with its background purge thread, gives freed pages back to the system within
+/// seconds where glibc's malloc keeps them: once a registration storm's transactions end
+/// (Timer J), the process shrinks back to what its bindings need. Measured in
+/// docs/PERFORMANCE.md (memory per binding): glibc kept all of it, mimalloc most of it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

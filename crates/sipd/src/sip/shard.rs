@@ -230,6 +230,11 @@ impl Shard {
                 }
                 Output::Terminated { transaction, .. } => {
                     self.flows.remove(&transaction);
+                    // Like the layer's tables: give a storm's slots back once it is over.
+                    let live = self.flows.len().max(1024);
+                    if self.flows.capacity() > live * 4 {
+                        self.flows.shrink_to(live * 2);
+                    }
                 }
                 // ACKs end our 405s and are never answered; responses cannot arrive yet.
                 Output::Ack { .. }
