@@ -13,8 +13,9 @@ users, so most steps are refreshes of live bindings). Per step it prints the rat
 achieved, failed calls, UDP retransmissions, p50/p99/max of the whole exchange (first REGISTER
 sent to 200 received, from sipp's -trace_rtt), and the CPU used by sipp and by sipd.
 
-Phase 2 (memory): a second scratch database and a fresh sipd; M endpoints created, VmRSS read,
-all M registered with a long expiry (7200 s), VmRSS read again: (after - before) / M.
+Phase 2 (memory): a second scratch database; M endpoints created, sipd restarted (a fresh
+process is the baseline), all M registered with a long expiry (7200 s), VmRSS read right after,
+again once every transaction has ended, and again after a restart reloaded the bindings.
 
 All traffic is on 127.0.0.1; every sipp run is bounded in calls and time.
 """
@@ -181,11 +182,18 @@ class Server:
                                       "SIPD_REGISTRAR_DIGEST_ALGORITHMS": "MD5,SHA-256"})
 
     def start(self):
-        auth = self.sipd.create_account("bench")
+        self.auth = self.sipd.create_account("bench")
         self.sipd.start()
         self.sipd.wait_sip_ready(timeout=60)
-        self.api = h.Api(self.sipd.api_host, self.sipd.api_port, *auth)
+        self.api = h.Api(self.sipd.api_host, self.sipd.api_port, *self.auth)
         return self
+
+    def restart(self):
+        """A new sipd process on the same database (it reloads the bindings at start)."""
+        self.sipd.stop()
+        self.sipd.start()
+        self.sipd.wait_sip_ready(timeout=60)
+        self.api = h.Api(self.sipd.api_host, self.sipd.api_port, *self.auth)
 
     def stop(self):
         code = self.sipd.stop()
@@ -305,23 +313,32 @@ def memory(args, root):
         users = create_users(server.api, m)
         csv = os.path.join(server.workdir, "users.csv")
         write_csv(csv, users)
+        # A fresh process, so the baseline holds nothing the API phase left in the allocator.
+        server.restart()
         rss0 = server.sipd.rss_kib()
         rate = args.memory_rate
         r = run_sipp(server.workdir, "memory", csv, rate, m, 7200, timeout_s=m // rate * 4 + 60)
         listed = server.api.request("GET", "/Endpoint/?limit=1")["meta"]["total_count"]
         rss1 = server.sipd.rss_kib()
-        per = (rss1 - rss0) * 1024 / max(1, r["successful"])
+        n = max(1, r["successful"])
         print(f"  registered {r['successful']} ({r['failed']} failed) at {rate}/s; endpoints {listed}", flush=True)
-        print(f"  VmRSS before {rss0} KiB, right after {rss1} KiB: {per:.0f} bytes per binding "
-              f"(includes the ~{2 * rate * 32} server transactions still held for Timer J)", flush=True)
-        # A designed idle interval, not a wait for an event: the transactions expire (Timer J).
-        time.sleep(args.cooldown)
+        print(f"  VmRSS of a fresh sipd {rss0} KiB; right after the registrations {rss1} KiB: "
+              f"{(rss1 - rss0) * 1024 / n:.0f} B per binding (with the ~{rate * 32} REGISTER "
+              f"transactions still held for Timer J)", flush=True)
+        # A designed idle interval, not a wait for an event: Timer J (32 s) ends every
+        # transaction, and the allocator returns the freed pages within seconds.
+        time.sleep(args.memory_idle)
         rss2 = server.sipd.rss_kib()
-        per2 = (rss2 - rss0) * 1024 / max(1, r["successful"])
-        print(f"  VmRSS {args.cooldown:g}s later (transactions expired; freed memory the allocator "
-              f"keeps still counts) {rss2} KiB: {per2:.0f} bytes per binding", flush=True)
-        return {"rss_before_kib": rss0, "rss_after_kib": rss1, "rss_idle_kib": rss2, "bindings": r["successful"],
-                "failed": r["failed"], "bytes_per_binding": per, "bytes_per_binding_idle": per2}
+        print(f"  {args.memory_idle:g} s later (no transaction left): {rss2} KiB: "
+              f"{(rss2 - rss0) * 1024 / n:.0f} B per binding (bindings + credential cache)", flush=True)
+        server.restart()
+        rss3 = server.sipd.rss_kib()
+        print(f"  after a restart that reloaded the bindings: {rss3} KiB: "
+              f"{(rss3 - rss0) * 1024 / n:.0f} B per binding (bindings only)", flush=True)
+        return {"rss_fresh_kib": rss0, "rss_after_kib": rss1, "rss_idle_kib": rss2, "rss_reloaded_kib": rss3,
+                "bindings": r["successful"], "failed": r["failed"],
+                "bytes_per_binding_idle": (rss2 - rss0) * 1024 / n,
+                "bytes_per_binding_reloaded": (rss3 - rss0) * 1024 / n}
     finally:
         code = server.stop()
         print(f"  sipd stopped (exit code {code})", flush=True)
@@ -336,8 +353,10 @@ def main():
     p.add_argument("--rates", default="1000,2000,4000,6000,8000,10000,12000")
     p.add_argument("--seconds", type=int, default=5, help="length of each rate step (calls = rate x seconds)")
     p.add_argument("--memory-bindings", type=int, default=100000, help="0 skips the memory phase")
-    p.add_argument("--memory-rate", type=int, default=1400,
-                   help="below 100,000 transactions / (2 x 32 s) per flow, sipd's sustainable rate on one flow")
+    p.add_argument("--memory-rate", type=int, default=2000,
+                   help="below sipd's sustainable rate on one flow (sip.max_transactions / 32 s)")
+    p.add_argument("--memory-idle", type=float, default=45,
+                   help="idle seconds before the memory reading (Timer J + the allocator's return)")
     p.add_argument("--cooldown", type=float, default=33,
                    help="idle seconds between rate steps (Timer J + 1 s); 0 runs them back to back")
     p.add_argument("--log-level", default="warn,sipd::serve=info,sipd::sip=info",
@@ -351,7 +370,7 @@ def main():
     print(f"scratch {root}; sipd {args.sipd}; load average {os.getloadavg()[0]:.2f}", flush=True)
     ok = False
     try:
-        steps = rate_steps(args, root)
+        steps = rate_steps(args, root) if args.rates else []
         mem = memory(args, root) if args.memory_bindings else None
         if args.json:
             with open(args.json, "w") as f:
