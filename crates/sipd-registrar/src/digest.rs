@@ -98,24 +98,45 @@ pub(crate) fn response_matches(
     inputs: &ResponseInputs<'_>,
     response: &str,
 ) -> bool {
-    let mut ha1_hex = [0u8; 2 * MAX_DIGEST_LEN];
-    let ha1_hex = encode_hex(ha1, &mut ha1_hex);
-    let mut expected = [0u8; MAX_DIGEST_LEN];
-    let expected = match algorithm {
-        Algorithm::Md5 => request_digest::<Md5>(ha1_hex, inputs, &mut expected),
-        Algorithm::Sha256 => request_digest::<Sha256>(ha1_hex, inputs, &mut expected),
-    };
     let mut received = [0u8; MAX_DIGEST_LEN];
     let Some(received) = decode_hex(response.as_bytes(), &mut received) else {
         return false;
     };
-    received.len() == expected.len() && bool::from(received.ct_eq(expected))
+    let mut ha1_hex = [0u8; 2 * MAX_DIGEST_LEN];
+    let ha1_hex = encode_hex(ha1, &mut ha1_hex);
+    let matches = |nc_case: NcCase| {
+        let mut expected = [0u8; MAX_DIGEST_LEN];
+        let expected = match algorithm {
+            Algorithm::Md5 => request_digest::<Md5>(ha1_hex, inputs, nc_case, &mut expected),
+            Algorithm::Sha256 => request_digest::<Sha256>(ha1_hex, inputs, nc_case, &mut expected),
+        };
+        received.len() == expected.len() && bool::from(received.ct_eq(expected))
+    };
+    // The client hashed the nc text it sent, which the parser kept only as a number:
+    // RFC 7616 says lower-case hex, some clients send upper case. Only an nc with a hex
+    // letter in it (10 and up) can differ, and that is no secret.
+    matches(NcCase::Lower) || (has_hex_letter(inputs.nc) && matches(NcCase::Upper))
+}
+
+/// How the nc value is spelled in the hashed text.
+#[derive(Clone, Copy)]
+enum NcCase {
+    Lower,
+    Upper,
+}
+
+fn has_hex_letter(value: u32) -> bool {
+    value
+        .to_be_bytes()
+        .iter()
+        .any(|b| b >> 4 > 9 || b & 0x0f > 9)
 }
 
 /// The request digest as raw bytes, written into `out`.
 fn request_digest<'o, D: Digest>(
     ha1_hex: &[u8],
     inputs: &ResponseInputs<'_>,
+    nc_case: NcCase,
     out: &'o mut [u8; MAX_DIGEST_LEN],
 ) -> &'o [u8] {
     let ha2 = D::new()
@@ -127,6 +148,9 @@ fn request_digest<'o, D: Digest>(
     let ha2_hex = encode_hex(&ha2, &mut ha2_hex);
     let mut nc_hex = [0u8; 8];
     encode_hex(&inputs.nc.to_be_bytes(), &mut nc_hex);
+    if let NcCase::Upper = nc_case {
+        nc_hex.make_ascii_uppercase();
+    }
     let response = D::new()
         .chain_update(ha1_hex)
         .chain_update(b":")
@@ -173,6 +197,10 @@ fn decode_hex<'o>(hex: &[u8], out: &'o mut [u8; MAX_DIGEST_LEN]) -> Option<&'o [
 mod tests {
     use super::*;
 
+    fn hex_of(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// RFC 7616 §3.9.1: the same request answered with MD5 and with SHA-256.
     #[test]
     fn rfc7616_example() {
@@ -212,6 +240,27 @@ mod tests {
             &inputs,
             "8ca523f5e9506fed4657c9700eebdbec"
         ));
+        // nc=0000000a hashed as "0000000A" (a client sending upper-case hex) is accepted,
+        // and so is the RFC's lower case; a wrong count is not.
+        let tenth = |nc_text: &str, nc: u32| {
+            let ha2 = hex_of(&Md5::digest("GET:/dir/index.html"));
+            let text = format!(
+                "{}:{}:{nc_text}:{}:auth:{ha2}",
+                hex_of(&md5_ha1),
+                inputs.nonce,
+                inputs.cnonce
+            );
+            let answer = hex_of(&Md5::digest(text));
+            response_matches(
+                Algorithm::Md5,
+                &md5_ha1,
+                &ResponseInputs { nc, ..inputs },
+                &answer,
+            )
+        };
+        assert!(tenth("0000000a", 10));
+        assert!(tenth("0000000A", 10));
+        assert!(!tenth("0000000A", 11));
         for wrong in ["8ca523f5e9506fed4657c9700eebdbed", "", "8ca", "zz", "é"] {
             assert!(!response_matches(Algorithm::Md5, &md5_ha1, &inputs, wrong));
         }
