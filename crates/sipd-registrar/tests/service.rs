@@ -348,6 +348,33 @@ async fn closed_flow_drops_its_bindings_durably() {
 }
 
 #[tokio::test]
+async fn a_connection_shared_by_two_aors_stays_registered_until_both_leave() {
+    // An edge proxy or SBC carries many devices over one connection.
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let service = start(&store, "node-1").await;
+    let mut alices = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-3");
+    let mut bobs = Client::new(&bob, "198.51.100.7", Transport::Tcp, "tcp-3");
+    assert_eq!(
+        alices.register(&service, 300).await.flow_registered,
+        Some(true)
+    );
+    assert_eq!(
+        bobs.register(&service, 300).await.flow_registered,
+        Some(true)
+    );
+
+    let alice_left = alices.register(&service, 0).await;
+    assert_eq!(alice_left.status, 200, "{}", text(&alice_left));
+    assert_eq!(alice_left.flow_registered, Some(true), "bob is still on it");
+    let bob_left = bobs.register(&service, 0).await;
+    assert_eq!(bob_left.flow_registered, Some(false));
+    service.shutdown().await;
+}
+
+#[tokio::test]
 async fn restart_reloads_bindings_but_not_dead_connections() {
     let store = fresh_store().await;
     let account = account(&store).await;

@@ -213,6 +213,14 @@ impl Location {
             })
     }
 
+    /// Whether this node's connection `flow_id` carries a binding of any endpoint (one
+    /// connection from an edge proxy carries many AORs).
+    pub(crate) fn flow_in_use(&self, flow_id: &str) -> bool {
+        self.endpoints_on_flow(flow_id)
+            .into_iter()
+            .any(|endpoint_pk| self.on_flow(endpoint_pk, flow_id))
+    }
+
     /// Replaces the endpoint's bindings. Returns whether the earliest deadline of all moved
     /// forward (the expiry timer must wake earlier).
     pub(crate) fn install(&self, endpoint_pk: i64, bindings: &[Binding]) -> bool {

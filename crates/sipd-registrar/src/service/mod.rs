@@ -19,9 +19,10 @@
 //!
 //! `handle_register` takes a REGISTER already matched to a new non-INVITE server transaction and
 //! resolves to the final response to send through it, once any binding change is durable.
-//! `flow_registered` is `Some(whether the REGISTER's flow carries one of this AOR's bindings
-//! now)` after an accepted REGISTER (pin or unpin the connection for keep-alive) and `None` for
-//! a refusal. `flow_id` is the transport's name for the flow (`FlowId`'s text form), for UDP too.
+//! `flow_registered` is `Some(whether the REGISTER's flow carries a binding now, of this AOR
+//! or, for a connection, of any)` after an accepted REGISTER (pin or unpin the connection for
+//! keep-alive) and `None` for a refusal. `flow_id` is the transport's name for the flow
+//! (`FlowId`'s text form), for UDP too.
 //!
 //! # What it owns
 //!
@@ -157,7 +158,8 @@ pub struct RegisterOutcome {
     /// The complete response, to send through the REGISTER's server transaction.
     pub response: Bytes,
     pub status: u16,
-    /// After an accepted REGISTER: whether its flow now carries one of the AOR's bindings.
+    /// After an accepted REGISTER: whether its flow now carries one of the AOR's bindings (a
+    /// connection: of any AOR's).
     /// `None` when refused (nothing changed).
     pub flow_registered: Option<bool>,
 }
@@ -439,7 +441,10 @@ impl Inner {
         Some(RegisterOutcome {
             response: registration.response.bytes,
             status: registration.response.status,
-            flow_registered: Some(self.location.on_flow(endpoint_pk, &source.flow_id)),
+            flow_registered: Some(
+                self.location.on_flow(endpoint_pk, &source.flow_id)
+                    || self.location.flow_in_use(&source.flow_id),
+            ),
         })
     }
 
