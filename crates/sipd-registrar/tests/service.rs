@@ -196,14 +196,14 @@ async fn password_change_drops_bindings_and_the_old_password() {
     }
 
     change_password(&store, &mut alice, "new-secret").await;
-    wait_until("the service drops alice's bindings", || async {
+    wait_until(&service, "the service drops alice's bindings", || async {
         looked_up(&service, "alice").await.is_empty()
     })
     .await;
     // The old password no longer works, even with a fresh nonce.
     assert_eq!(refused_twice(&mut phone, &service).await, 401);
     if let Some(second) = &second {
-        wait_until("the second node drops alice's bindings", || async {
+        wait_until(second, "the second node drops alice's bindings", || async {
             looked_up(second, "alice").await.is_empty()
         })
         .await;
@@ -267,12 +267,12 @@ async fn endpoint_deletion_drops_bindings_and_credentials() {
         .delete_endpoint(Scope::Account(account), &alice.endpoint_id)
         .await
         .unwrap());
-    wait_until("the service drops alice", || async {
+    wait_until(&service, "the service drops alice", || async {
         looked_up(&service, "alice").await.is_empty()
     })
     .await;
     if let Some(second) = &second {
-        wait_until("the second node drops alice", || async {
+        wait_until(second, "the second node drops alice", || async {
             looked_up(second, "alice").await.is_empty()
         })
         .await;
@@ -310,7 +310,7 @@ async fn expired_bindings_leave_memory_and_database() {
     let later = SystemTime::now() + std::time::Duration::from_millis(1001);
     assert!(service.lookup("alice", later).await.unwrap().is_empty());
 
-    wait_until("the expired row is purged", || async {
+    wait_until(&service, "the expired row is purged", || async {
         all_rows(&store).await == 1
     })
     .await;

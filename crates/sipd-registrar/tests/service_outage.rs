@@ -111,7 +111,7 @@ async fn outage_answers_503_and_the_service_recovers_and_resyncs() {
 
     relay.set_up(true);
     // Back: the listener reconnects and resyncs, dropping what the database no longer has.
-    wait_until("the resync drops alice's bindings", || async {
+    wait_until(&service, "the resync drops alice's bindings", || async {
         matches!(service.lookup("alice", SystemTime::now()).await, Ok(b) if b.is_empty())
     })
     .await;

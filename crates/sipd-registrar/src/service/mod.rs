@@ -9,6 +9,7 @@
 //! service.handle_register(&request: &Message, source: RegisterSource, now: SystemTime)
 //!     .await -> RegisterOutcome                                     // never fails: the answer is a SIP response
 //! service.flow_closed(flow_id: &str)                                // a connection died
+//! service.activity() -> watch::Receiver<u64>                        // changes after background work
 //! service.lookup(username: &str, now: SystemTime)
 //!     .await -> Result<Vec<Binding>, StoreError>                    // live bindings, for the proxy
 //! service.shutdown().await                                          // stop tasks, finish background commits
@@ -71,7 +72,7 @@ use sipd_store::{
     Binding, BindingChange, BindingWriter, EndpointChange, EndpointChangeKind, EndpointChanges,
     EndpointEvent, Store, StoreError,
 };
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -196,6 +197,9 @@ struct Inner {
     /// Bindings expired: the purge task runs.
     purge_due: Notify,
     purge_interval: Duration,
+    /// Counts the work done in the background (an endpoint change or resync handled,
+    /// bindings expired, a purge pass, a closed flow's bindings deleted).
+    activity: watch::Sender<u64>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -281,6 +285,7 @@ impl RegistrarService {
             deadline_moved: Notify::new(),
             purge_due: Notify::new(),
             purge_interval: config.purge_interval,
+            activity: watch::Sender::new(0),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
@@ -329,6 +334,13 @@ impl RegistrarService {
         self.inner
             .tasks
             .spawn(async move { inner.delete_flow(flow_id, endpoints, dropped).await });
+    }
+
+    /// Changes after each piece of background work (an endpoint change or resync handled,
+    /// bindings expired, a purge pass, a closed flow's bindings deleted): wait on it for their
+    /// effects instead of polling.
+    pub fn activity(&self) -> watch::Receiver<u64> {
+        self.inner.activity.subscribe()
     }
 
     /// The user's live bindings at `now` (none for an unknown user). Reads the database only
@@ -476,6 +488,12 @@ impl Inner {
         if let Err(err) = self.writer.commit(deletes).await {
             tracing::warn!(error = %err, flow_id, count, "cannot delete a closed flow's bindings; they expire");
         }
+        self.record_activity();
+    }
+
+    fn record_activity(&self) {
+        self.activity
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     async fn follow_changes(self: Arc<Self>, mut changes: EndpointChanges) {
@@ -489,6 +507,7 @@ impl Inner {
                 Some(EndpointEvent::Resync) => self.resync().await,
                 None => return,
             }
+            self.record_activity();
         }
     }
 
@@ -550,6 +569,7 @@ impl Inner {
             let now_ms = unix_ms(SystemTime::now());
             if self.location.expire(now_ms) > 0 {
                 self.purge_due.notify_one();
+                self.record_activity();
             }
             let sleep = self.location.next_deadline().map_or(MAX_TIMER_SLEEP, |at| {
                 let wait = u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0);
@@ -579,6 +599,7 @@ impl Inner {
                 Ok(purged) => tracing::debug!(purged, "purged expired bindings"),
                 Err(err) => tracing::warn!(error = %err, "cannot purge expired bindings"),
             }
+            self.record_activity();
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(PURGE_GAP) => {}

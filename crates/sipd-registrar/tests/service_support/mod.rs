@@ -225,15 +225,25 @@ pub fn text(outcome: &RegisterOutcome) -> String {
     String::from_utf8_lossy(&outcome.response).into_owned()
 }
 
-/// Polls `condition` until it holds, failing after ten seconds.
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+/// Waits until `condition` holds, checking it again after each piece of the service's
+/// background work; fails after ten seconds.
+pub async fn wait_until<F, Fut>(service: &RegistrarService, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    let mut activity = service.activity();
     let waited = tokio::time::timeout(Duration::from_secs(10), async {
-        while !condition().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            // Marked seen before checking: work done after the check wakes `changed`.
+            activity.borrow_and_update();
+            if condition().await {
+                return;
+            }
+            activity
+                .changed()
+                .await
+                .expect("the service stopped while waited on");
         }
     })
     .await;
