@@ -269,7 +269,8 @@ def rate_steps(args, root):
             calls = rate * args.seconds
             cpu0 = proc_cpu_seconds(server.sipd.pid())
             pg0 = postgres_cpu_seconds() if args.db == "postgres" else 0.0
-            r = run_sipp(server.workdir, f"rate-{rate}", csv, rate, calls, 3600,
+            # One folder per step: sipp's RTT files of a repeated rate must not add up.
+            r = run_sipp(server.workdir, f"step{index + 1}-{rate}", csv, rate, calls, 3600,
                          timeout_s=args.seconds * 4 + 20)
             sipd_cpu = proc_cpu_seconds(server.sipd.pid()) - cpu0
             pg_cpu = (postgres_cpu_seconds() - pg0) if args.db == "postgres" else 0.0
