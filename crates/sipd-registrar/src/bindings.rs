@@ -134,7 +134,7 @@ pub(crate) fn apply(
     let endpoint_pk = authorized.endpoint_pk();
 
     // Expired bindings are left to the store's purge, which keeps one refreshed meanwhile by
-    // another node; deleting them by contact URI here could delete that refresh.
+    // another node; deleting them by key here could delete that refresh.
     let live = current
         .iter()
         .filter(|b| b.endpoint_pk == endpoint_pk && b.expires_at_ms > now_ms);
@@ -179,11 +179,10 @@ pub(crate) fn apply(
             update(&mut slots, wanted, &new_binding)?;
         }
         limit_contacts(&mut slots, config.max_contacts_per_aor)?;
-        let gone = live.filter(|b| !slots.iter().any(|s| s.binding.contact_uri == b.contact_uri));
-        changes.extend(gone.map(|b| BindingChange::Delete {
-            endpoint_pk,
-            contact_uri: b.contact_uri.clone(),
-        }));
+        // By store key: a binding replaced under another key (a flow's binding refreshed by a
+        // Contact without reg-id, say) leaves its old row behind unless deleted.
+        let gone = live.filter(|b| !slots.iter().any(|s| s.binding.key() == b.key()));
+        changes.extend(gone.cloned().map(BindingChange::delete));
         let written = slots.iter().filter(|s| s.written);
         // Conditional on the credentials the REGISTER was authenticated with, so a password
         // change committed meanwhile leaves no binding behind.
@@ -384,12 +383,12 @@ fn update(
             slots.len() - 1
         }
     };
-    // The store keys bindings by contact URI: a binding with the same URI under another key
-    // (another reg-id of the same device, say) would be overwritten there, so it goes here too.
-    let uri = &slots[kept].binding.contact_uri;
-    if let Some(twin) =
-        (0..slots.len()).find(|&i| i != kept && slots[i].binding.contact_uri == *uri)
-    {
+    // The store keys bindings by (contact URI, reg-id), not by instance: a binding with the
+    // same store key that this Contact did not refer to (another device's instance id on the
+    // same URI and reg-id, say) would be overwritten there, so it goes here too. Two flows of
+    // one device with the same URI differ in reg-id and both stay (RFC 5626 §6).
+    let key = slots[kept].binding.key();
+    if let Some(twin) = (0..slots.len()).find(|&i| i != kept && slots[i].binding.key() == key) {
         slots.remove(twin);
     }
     Ok(())

@@ -67,8 +67,10 @@
 //!   support, the answer is `439`.
 //! * Path values are stored whenever present and echoed in the 200 only when the client
 //!   sent `Supported: path` (RFC 3327 §5.3).
-//! * The store keys bindings by (endpoint, contact URI), so two flows of one device with the
-//!   same Contact URI (RFC 5626 allows it) collapse into the newest one.
+//! * A binding is stored under (endpoint, contact URI, reg-id) ([`Binding::key`]), so two flows
+//!   of one device with the same Contact URI (RFC 5626 allows it) are two bindings; a Contact
+//!   that matches a stored binding under another key (a plain URI match of a flow's binding)
+//!   deletes the old row and writes the new one.
 
 mod bindings;
 mod config;

@@ -452,6 +452,69 @@ fn outbound_flow_is_replaced_by_a_registration_on_a_new_flow() {
 }
 
 #[test]
+fn two_flows_with_the_same_contact_are_two_bindings() {
+    // RFC 5626 §6: a device registers one flow per connection or edge proxy (reg-id 1 and 2),
+    // with the same Contact URI on each.
+    let mut fx = Fixture::new();
+    let uri = "sip:alice@192.168.1.10:5060;transport=tcp;ob";
+    let flow = |reg_id: u32| format!("<{uri}>;+sip.instance={INSTANCE};reg-id={reg_id}");
+    let listed = |expires: u32, reg_id: u32| {
+        format!("<{uri}>;expires={expires};+sip.instance={INSTANCE};reg-id={reg_id}")
+    };
+    let on_flow = |reg_id: u32| {
+        alice()
+            .call_id(&format!("flow-{reg_id}"))
+            .header("Supported: outbound")
+    };
+    let mut first = on_flow(1).contact(&flow(1));
+    fx.register(&mut first);
+    fx.source = source("203.0.113.7:40222", "flow-b");
+    let mut second = on_flow(2).contact(&flow(2));
+    let registration = fx.register(&mut second);
+    assert!(removed(&registration).is_empty());
+    let mut flows: Vec<_> = fx
+        .store
+        .iter()
+        .map(|b| (b.contact_uri.as_str(), b.reg_id, b.flow_id.as_deref()))
+        .collect();
+    flows.sort();
+    assert_eq!(
+        flows,
+        [
+            (uri, Some(1), Some("flow-a")),
+            (uri, Some(2), Some("flow-b"))
+        ]
+    );
+    let mut contacts_listed = contacts(&registration.response);
+    contacts_listed.sort();
+    assert_eq!(contacts_listed, [listed(3600, 1), listed(3600, 2)]);
+
+    // Refreshing one flow leaves the other as it was.
+    fx.advance_secs(100);
+    fx.source = source("203.0.113.7:40000", "flow-a");
+    let registration = fx.register(&mut first);
+    assert!(removed(&registration).is_empty());
+    let mut contacts_listed = contacts(&registration.response);
+    contacts_listed.sort();
+    assert_eq!(contacts_listed, [listed(3500, 2), listed(3600, 1)]);
+
+    // Unregistering one flow deletes that flow's binding only.
+    let registration = fx.register(&mut on_flow(1).contact(&format!("{};expires=0", flow(1))));
+    assert_eq!(
+        registration.changes,
+        [BindingChange::Delete {
+            endpoint_pk: 1,
+            contact_uri: uri.to_owned(),
+            reg_id: Some(1),
+        }]
+    );
+    assert_eq!(fx.store.len(), 1);
+    assert_eq!(fx.store[0].reg_id, Some(2));
+    assert_eq!(fx.store[0].flow_id.as_deref(), Some("flow-b"));
+    assert_eq!(contacts(&registration.response), [listed(3500, 2)]);
+}
+
+#[test]
 fn same_flow_key_refresh_on_the_same_flow_keeps_one_binding() {
     let mut fx = Fixture::new();
     let contact =

@@ -151,6 +151,10 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
         Ok(registration) => {
             check(&registration.response);
             assert!(registration.bindings.len() <= config().max_contacts_per_aor);
+            // One binding per store key, or the store would hold fewer than memory.
+            let keys: std::collections::HashSet<_> =
+                registration.bindings.iter().map(Binding::key).collect();
+            assert_eq!(keys.len(), registration.bindings.len());
             // Deletions come first, and never delete what is upserted.
             let first_upsert = registration
                 .changes
@@ -167,12 +171,14 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
                         assert_eq!(*credentials_changed_at_ms, T0 - 1000);
                     }
                     BindingChange::Upsert(_) => panic!("unconditional upsert"),
-                    BindingChange::Delete { contact_uri, .. } => {
+                    BindingChange::Delete {
+                        endpoint_pk,
+                        contact_uri,
+                        reg_id,
+                    } => {
                         assert!(index < first_upsert);
-                        assert!(registration
-                            .bindings
-                            .iter()
-                            .all(|b| b.contact_uri != *contact_uri));
+                        let key = (*endpoint_pk, contact_uri.as_str(), *reg_id);
+                        assert!(registration.bindings.iter().all(|b| b.key() != key));
                     }
                     BindingChange::DeleteAllForEndpoint { .. } => {
                         assert!(index < first_upsert);

@@ -9,7 +9,7 @@ use service_support::*;
 use sipd_registrar::service::RegistrarService;
 use sipd_registrar::Transport;
 use sipd_store::testing::fresh_store;
-use sipd_store::{Scope, Store};
+use sipd_store::{Binding, Scope, Store};
 
 async fn stored_contacts(store: &Store, endpoint_pk: i64) -> Vec<String> {
     let mut contacts: Vec<String> = store
@@ -43,6 +43,63 @@ async fn refused_twice(phone: &mut Client, service: &RegistrarService) -> u16 {
     let second = phone.send(service, 300).await;
     assert_eq!(second.flow_registered, None);
     second.status
+}
+
+/// (reg-id, flow id) of the endpoint's stored bindings with Contact URI `uri`, sorted.
+async fn stored_flows(store: &Store, endpoint_pk: i64, uri: &str) -> Vec<(Option<i64>, String)> {
+    flows(
+        store
+            .bindings_of_endpoint(endpoint_pk, now_ms())
+            .await
+            .expect("read bindings"),
+        uri,
+    )
+}
+
+/// (reg-id, flow id) of the user's bindings in the service with Contact URI `uri`, sorted.
+async fn looked_up_flows(
+    service: &RegistrarService,
+    username: &str,
+    uri: &str,
+) -> Vec<(Option<i64>, String)> {
+    flows(
+        service
+            .lookup(username, SystemTime::now())
+            .await
+            .expect("lookup"),
+        uri,
+    )
+}
+
+fn flows(bindings: Vec<Binding>, uri: &str) -> Vec<(Option<i64>, String)> {
+    let mut flows: Vec<_> = bindings
+        .into_iter()
+        .filter(|b| b.contact_uri == uri)
+        .map(|b| (b.reg_id, b.flow_id.unwrap_or_default()))
+        .collect();
+    flows.sort();
+    flows
+}
+
+/// The `+sip.instance` of the devices registering several flows.
+const DEVICE: &str = "\"<urn:uuid:00000000-0000-1000-8000-00000000f10e>\"";
+
+/// One flow of `endpoint`'s outbound device (RFC 5626): its REGISTERs carry `contact_uri`
+/// (the same on every flow), the device's instance id and `reg_id`, over `transport` flow
+/// `flow_id` from its own source port.
+fn device_flow(
+    endpoint: &Endpoint,
+    contact_uri: &str,
+    reg_id: u16,
+    transport: Transport,
+    flow_id: &str,
+) -> Client {
+    let mut flow = Client::new(endpoint, "198.51.100.7", transport, flow_id);
+    flow.contact = format!("<{contact_uri}>;+sip.instance={DEVICE};reg-id={reg_id}");
+    flow.call_id = format!("call-{}-flow-{reg_id}", endpoint.username);
+    flow.source.remote.set_port(40_000 + reg_id);
+    flow.headers.push("Supported: outbound".to_owned());
+    flow
 }
 
 /// Every row of the registrations table, expired ones included.
@@ -348,6 +405,40 @@ async fn closed_flow_drops_its_bindings_durably() {
 }
 
 #[tokio::test]
+async fn two_flows_with_one_contact_are_two_bindings_until_one_closes() {
+    // A device with two connections (RFC 5626 §4.2), the same Contact URI on both.
+    let store = fresh_store().await;
+    let other = Store::connect(store.options()).await.unwrap();
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let service = start(&store, "node-1").await;
+    let uri = "sip:alice@198.51.100.7:5060;transport=tcp;ob";
+    let mut first = device_flow(&alice, uri, 1, Transport::Tcp, "tcp-1");
+    let mut second = device_flow(&alice, uri, 2, Transport::Tcp, "tcp-2");
+    for flow in [&mut first, &mut second] {
+        let ok = flow.register(&service, 300).await;
+        assert_eq!(ok.status, 200, "{}", text(&ok));
+        assert!(text(&ok).contains("Require: outbound"), "{}", text(&ok));
+        assert_eq!(ok.flow_registered, Some(true));
+    }
+    let both = [(Some(1), "tcp-1".to_owned()), (Some(2), "tcp-2".to_owned())];
+    assert_eq!(looked_up_flows(&service, "alice", uri).await, both);
+    assert_eq!(stored_flows(&other, alice.pk, uri).await, both);
+
+    // A refresh of one flow leaves the other.
+    assert_eq!(first.register(&service, 600).await.status, 200);
+    assert_eq!(looked_up_flows(&service, "alice", uri).await, both);
+    assert_eq!(stored_flows(&other, alice.pk, uri).await, both);
+
+    service.flow_closed("tcp-1");
+    let left = [(Some(2), "tcp-2".to_owned())];
+    assert_eq!(looked_up_flows(&service, "alice", uri).await, left);
+    // Shutdown waits for the background delete.
+    service.shutdown().await;
+    assert_eq!(stored_flows(&other, alice.pk, uri).await, left);
+}
+
+#[tokio::test]
 async fn a_connection_shared_by_two_aors_stays_registered_until_both_leave() {
     // An edge proxy or SBC carries many devices over one connection.
     let store = fresh_store().await;
@@ -409,6 +500,57 @@ async fn restart_reloads_bindings_but_not_dead_connections() {
     // The reloaded binding is the one refreshes and CSeq checks run against.
     assert_eq!(udp_phone.register(&restarted, 300).await.status, 200);
     assert_eq!(looked_up(&restarted, "alice").await.len(), 1);
+    restarted.shutdown().await;
+    elsewhere.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_reloads_every_flow_of_a_contact() {
+    let store = fresh_store().await;
+    let account = account(&store).await;
+    let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let service = start(&store, "node-1").await;
+    // Alice's device: two UDP flows (they outlive the process) and one connection of this
+    // node (it dies with it), all with one Contact URI.
+    let alices = "sip:alice@198.51.100.7:5060;ob";
+    let mut udp_flows = [
+        device_flow(&alice, alices, 1, Transport::Udp, "udp-198.51.100.7:40001"),
+        device_flow(&alice, alices, 2, Transport::Udp, "udp-198.51.100.7:40002"),
+    ];
+    let mut tcp_flow = device_flow(&alice, alices, 3, Transport::Tcp, "tcp-1");
+    for flow in udp_flows.iter_mut().chain([&mut tcp_flow]) {
+        let ok = flow.register(&service, 300).await;
+        assert_eq!(ok.status, 200, "{}", text(&ok));
+    }
+    assert_eq!(looked_up_flows(&service, "alice", alices).await.len(), 3);
+    // Bob's device: two connections held by another node, which is still up.
+    let elsewhere = start(&store, "node-2").await;
+    let bobs = "sip:bob@198.51.100.8:5060;transport=tcp;ob";
+    for (reg_id, flow_id) in [(1, "tcp-1"), (2, "tcp-2")] {
+        let mut flow = device_flow(&bob, bobs, reg_id, Transport::Tcp, flow_id);
+        assert_eq!(flow.register(&elsewhere, 300).await.status, 200);
+    }
+    service.shutdown().await;
+    drop(service);
+
+    let restarted = start(&store, "node-1").await;
+    let udp = [
+        (Some(1), "udp-198.51.100.7:40001".to_owned()),
+        (Some(2), "udp-198.51.100.7:40002".to_owned()),
+    ];
+    assert_eq!(looked_up_flows(&restarted, "alice", alices).await, udp);
+    // Only the dead connection's binding was deleted.
+    assert_eq!(stored_flows(&store, alice.pk, alices).await, udp);
+    let bobs_flows = [(Some(1), "tcp-1".to_owned()), (Some(2), "tcp-2".to_owned())];
+    assert_eq!(looked_up_flows(&restarted, "bob", bobs).await, bobs_flows);
+    // The reloaded flows are the ones refreshes and CSeq checks run against.
+    for flow in &mut udp_flows {
+        let ok = flow.register(&restarted, 300).await;
+        assert_eq!(ok.status, 200, "{}", text(&ok));
+    }
+    assert_eq!(looked_up_flows(&restarted, "alice", alices).await, udp);
+    assert_eq!(stored_flows(&store, alice.pk, alices).await, udp);
     restarted.shutdown().await;
     elsewhere.shutdown().await;
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BindingChange {
-    /// Insert the binding, or replace the one with the same endpoint and contact URI.
+    /// Insert the binding, or replace the one with the same key ([`Binding::key`]).
     Upsert(Binding),
     /// `Upsert`, but only if the endpoint's credentials are still those the REGISTER was
     /// authenticated with (`Credentials::credentials_changed_at` in Unix milliseconds);
@@ -25,16 +25,28 @@ pub enum BindingChange {
         credentials_changed_at_ms: i64,
     },
     /// Remove one binding (a `Contact: …;expires=0`, or an RFC 5626 flow replaced by a new
-    /// contact: the registrar sends `Delete` of the old contact, then `Upsert` of the new).
+    /// contact: the registrar sends `Delete` of the old contact, then `Upsert` of the new),
+    /// named by its key ([`Binding::key`]); see [`BindingChange::delete`].
     Delete {
         endpoint_pk: i64,
         contact_uri: String,
+        /// `None` names the binding without a reg-id, not every reg-id of the contact.
+        reg_id: Option<i64>,
     },
     /// Remove every binding of the endpoint (`Contact: *` with `Expires: 0`).
     DeleteAllForEndpoint { endpoint_pk: i64 },
 }
 
 impl BindingChange {
+    /// Remove `binding`'s row (the one with its key).
+    pub fn delete(binding: Binding) -> BindingChange {
+        BindingChange::Delete {
+            endpoint_pk: binding.endpoint_pk,
+            contact_uri: binding.contact_uri,
+            reg_id: binding.reg_id,
+        }
+    }
+
     /// The endpoint whose bindings this changes.
     pub fn endpoint_pk(&self) -> i64 {
         match self {
@@ -51,19 +63,30 @@ const BINDING_COLUMNS: &str = "endpoint_pk, contact_uri, expires_at, q, call_id,
      user_agent, received, transport, flow_id, instance_id, reg_id, path, node_id, updated_at";
 const BINDING_COLUMN_COUNT: usize = 15;
 
+/// The reg-id part of a binding's key, exactly as the unique index
+/// `registrations_endpoint_contact_reg_id_key` of the migrations computes it (ON CONFLICT must
+/// name the same expression): a missing reg-id is [`NO_REG_ID`], a value of its own.
+const REG_ID_KEY: &str = "COALESCE(reg_id, -1)";
+
+/// What [`REG_ID_KEY`] makes of a missing reg-id; reg-ids are never negative (RFC 5626: 1 to
+/// 2^31 - 1; the registrar stores a `u32`).
+const NO_REG_ID: i64 = -1;
+
+/// A binding's key, as the store identifies its row.
+type Key<'a> = (i64, &'a str, Option<i64>);
+
 /// Rows per multi-row statement is a power of two up to this (at most 15 × 512 = 7,680 bound
 /// values, far below PostgreSQL's 65,535 and SQLite's 32,766), so each connection prepares at
 /// most ten shapes of each statement and reuses them from its statement cache.
 const MAX_ROWS_LOG2: u32 = 9;
 
 /// The net effect of a list of changes, applied in order: whole endpoints cleared first, then
-/// each (endpoint, contact) key's last word. Sorted, so concurrent transactions lock rows in
-/// the same order.
+/// each key's last word. Sorted, so concurrent transactions lock rows in the same order.
 #[derive(Default)]
 struct BindingPlan<'a> {
     clear_endpoints: BTreeSet<i64>,
     /// `None`: delete the binding.
-    last_word: BTreeMap<(i64, &'a str), Option<&'a Binding>>,
+    last_word: BTreeMap<Key<'a>, Option<&'a Binding>>,
     /// (endpoint, required `credentials_changed_at`) of every authenticated upsert, even one
     /// a later change overrides: the whole list fails if any of them is stale.
     credential_checks: BTreeSet<(i64, i64)>,
@@ -82,8 +105,9 @@ impl<'a> BindingPlan<'a> {
                 BindingChange::Delete {
                     endpoint_pk,
                     contact_uri,
+                    reg_id,
                 } => {
-                    let key = (*endpoint_pk, contact_uri.as_str());
+                    let key = (*endpoint_pk, contact_uri.as_str(), *reg_id);
                     if plan.clear_endpoints.contains(endpoint_pk) {
                         // The row is gone with the whole endpoint already.
                         plan.last_word.remove(&key);
@@ -93,11 +117,12 @@ impl<'a> BindingPlan<'a> {
                 }
                 BindingChange::DeleteAllForEndpoint { endpoint_pk } => {
                     plan.clear_endpoints.insert(*endpoint_pk);
-                    let earlier: Vec<(i64, &str)> = plan
+                    // (pk, "", None) sorts before every key of the endpoint.
+                    let earlier: Vec<Key<'_>> = plan
                         .last_word
-                        .range((*endpoint_pk, "")..)
+                        .range((*endpoint_pk, "", None)..)
                         .map(|(key, _)| *key)
-                        .take_while(|(pk, _)| pk == endpoint_pk)
+                        .take_while(|(pk, _, _)| pk == endpoint_pk)
                         .collect();
                     for key in earlier {
                         plan.last_word.remove(&key);
@@ -113,8 +138,7 @@ impl<'a> BindingPlan<'a> {
             self.credential_checks
                 .insert((binding.endpoint_pk, required));
         }
-        let key = (binding.endpoint_pk, binding.contact_uri.as_str());
-        self.last_word.insert(key, Some(binding));
+        self.last_word.insert(binding.key(), Some(binding));
     }
 }
 
@@ -217,17 +241,22 @@ fn upsert_statement(placeholders: &mut Placeholders, rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO registrations ({BINDING_COLUMNS}) VALUES {}{UPSERT_CONFLICT}",
-        values.join(", ")
+        "INSERT INTO registrations ({BINDING_COLUMNS}) VALUES {}{}",
+        values.join(", "),
+        upsert_conflict()
     )
 }
 
-const UPSERT_CONFLICT: &str = " ON CONFLICT (endpoint_pk, contact_uri) DO UPDATE SET \
-     expires_at = excluded.expires_at, q = excluded.q, call_id = excluded.call_id, \
-     cseq = excluded.cseq, user_agent = excluded.user_agent, received = excluded.received, \
-     transport = excluded.transport, flow_id = excluded.flow_id, \
-     instance_id = excluded.instance_id, reg_id = excluded.reg_id, path = excluded.path, \
-     node_id = excluded.node_id, updated_at = excluded.updated_at";
+fn upsert_conflict() -> String {
+    format!(" ON CONFLICT (endpoint_pk, contact_uri, {REG_ID_KEY}) DO UPDATE SET {UPSERT_SET}")
+}
+
+/// Every column but the key's (on a conflict those are equal already).
+const UPSERT_SET: &str = "expires_at = excluded.expires_at, q = excluded.q, \
+     call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent, \
+     received = excluded.received, transport = excluded.transport, flow_id = excluded.flow_id, \
+     instance_id = excluded.instance_id, path = excluded.path, node_id = excluded.node_id, \
+     updated_at = excluded.updated_at";
 
 fn delete_statement(placeholders: &mut Placeholders, rows: usize) -> String {
     placeholders.reset();
@@ -235,7 +264,12 @@ fn delete_statement(placeholders: &mut Placeholders, rows: usize) -> String {
         .map(|_| {
             let endpoint_pk = placeholders.next();
             let contact_uri = placeholders.next();
-            format!("(endpoint_pk = {endpoint_pk} AND contact_uri = {contact_uri})")
+            let reg_id = placeholders.next();
+            // The index's own expression, so the lookup uses the unique index.
+            format!(
+                "(endpoint_pk = {endpoint_pk} AND contact_uri = {contact_uri} \
+                 AND {REG_ID_KEY} = {reg_id})"
+            )
         })
         .collect();
     format!("DELETE FROM registrations WHERE {}", keys.join(" OR "))
@@ -323,7 +357,7 @@ async fn apply_plan(
         }
         query.execute(&mut *conn).await?;
     }
-    let deletes: Vec<(i64, &str)> = plan
+    let deletes: Vec<Key<'_>> = plan
         .last_word
         .iter()
         .filter(|(_, binding)| binding.is_none())
@@ -331,8 +365,11 @@ async fn apply_plan(
         .collect();
     for chunk in power_of_two_chunks(&deletes) {
         let mut query = sqlx::query(statement_for(&texts.delete, chunk.len()));
-        for (endpoint_pk, contact_uri) in chunk {
-            query = query.bind(*endpoint_pk).bind(*contact_uri);
+        for (endpoint_pk, contact_uri, reg_id) in chunk {
+            query = query
+                .bind(*endpoint_pk)
+                .bind(*contact_uri)
+                .bind(reg_id.unwrap_or(NO_REG_ID));
         }
         query.execute(&mut *conn).await?;
     }
@@ -399,55 +436,29 @@ fn binding_from_row(row: &AnyRow) -> Result<Binding> {
 }
 
 impl Store {
-    /// Insert or replace the binding (unique per endpoint + contact URI).
+    /// Insert the binding, or replace the one with the same key ([`Binding::key`]).
     ///
     /// Fails with `InvalidReference("endpoint")` when the endpoint does not exist (e.g. it was
     /// deleted while the REGISTER was being processed).
     pub async fn upsert_binding(&self, binding: &Binding) -> Result<()> {
-        let upserted = sqlx::query(
-            "INSERT INTO registrations (endpoint_pk, contact_uri, expires_at, q, call_id, cseq, \
-             user_agent, received, transport, flow_id, instance_id, reg_id, path, node_id, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (endpoint_pk, contact_uri) DO UPDATE SET expires_at = excluded.expires_at, \
-             q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq, \
-             user_agent = excluded.user_agent, received = excluded.received, \
-             transport = excluded.transport, flow_id = excluded.flow_id, \
-             instance_id = excluded.instance_id, reg_id = excluded.reg_id, path = excluded.path, \
-             node_id = excluded.node_id, updated_at = excluded.updated_at",
-        )
-        .bind(binding.endpoint_pk)
-        .bind(&binding.contact_uri)
-        .bind(binding.expires_at_ms)
-        .bind(binding.q)
-        .bind(&binding.call_id)
-        .bind(binding.cseq)
-        .bind(binding.user_agent.as_deref())
-        .bind(&binding.received)
-        .bind(&binding.transport)
-        .bind(binding.flow_id.as_deref())
-        .bind(binding.instance_id.as_deref())
-        .bind(binding.reg_id)
-        .bind(binding.path.as_deref())
-        .bind(&binding.node_id)
-        .bind(binding.updated_at_ms)
-        .execute(&self.pool)
-        .await;
-        match upserted {
-            Ok(_) => Ok(()),
-            Err(err) if is_foreign_key_violation(&err) => {
-                Err(StoreError::InvalidReference("endpoint"))
-            }
-            Err(err) => Err(err.into()),
-        }
+        self.apply_binding_changes(&[BindingChange::Upsert(binding.clone())])
+            .await
     }
 
-    pub async fn delete_binding(&self, endpoint_pk: i64, contact_uri: &str) -> Result<()> {
-        sqlx::query("DELETE FROM registrations WHERE endpoint_pk = $1 AND contact_uri = $2")
-            .bind(endpoint_pk)
-            .bind(contact_uri)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Delete the binding with this key ([`Binding::key`]; `reg_id: None` is the binding
+    /// without a reg-id, not every reg-id of the contact).
+    pub async fn delete_binding(
+        &self,
+        endpoint_pk: i64,
+        contact_uri: &str,
+        reg_id: Option<i64>,
+    ) -> Result<()> {
+        self.apply_binding_changes(&[BindingChange::Delete {
+            endpoint_pk,
+            contact_uri: contact_uri.to_owned(),
+            reg_id,
+        }])
+        .await
     }
 
     /// All bindings that have not expired at `now_ms`; grouped by endpoint, newest first
@@ -497,9 +508,9 @@ impl Store {
     }
 
     /// Apply `changes` in order, all in one transaction: whole endpoints are cleared first,
-    /// then for each (endpoint, contact URI) only its last change is written, with multi-row
-    /// statements. For single REGISTERs prefer [`Store::binding_writer`], which shares one
-    /// transaction among concurrent requests.
+    /// then for each binding key ([`Binding::key`]) only its last change is written, with
+    /// multi-row statements. For single REGISTERs prefer [`Store::binding_writer`], which
+    /// shares one transaction among concurrent requests.
     ///
     /// Fails with `InvalidReference("endpoint")`, and changes nothing, when an upsert names an
     /// endpoint that does not exist (e.g. deleted while its REGISTER was being processed).

@@ -302,3 +302,12 @@ pub struct Binding {
     pub node_id: String,
     pub updated_at_ms: i64,
 }
+
+impl Binding {
+    /// What identifies the binding in the store: (endpoint, contact URI, reg-id). RFC 5626 §6
+    /// lets one device register several flows with the same Contact URI, told apart by
+    /// reg-id, each a binding of its own; `None` (no reg-id) is one more value, not a wildcard.
+    pub fn key(&self) -> (i64, &str, Option<i64>) {
+        (self.endpoint_pk, self.contact_uri.as_str(), self.reg_id)
+    }
+}

@@ -130,6 +130,14 @@ pub fn test_options(url: String) -> StoreOptions {
 /// A new, migrated, empty store: SQLite by default, PostgreSQL when `SIPD_TEST_DATABASE_URL` is
 /// set. Panics if the database cannot be set up.
 pub async fn fresh_store() -> TestStore {
+    let store = fresh_unmigrated_store().await;
+    store.migrate().await.expect("migrate the test database");
+    store
+}
+
+/// [`fresh_store`] before any migration ran: an empty database, for tests that bring it to an
+/// older schema first (a database a previous release created) and then upgrade it.
+pub async fn fresh_unmigrated_store() -> TestStore {
     sqlx::any::install_default_drivers();
     let (url, database) = match std::env::var(DATABASE_URL_ENV) {
         Ok(admin_url) if !admin_url.is_empty() => create_postgres_database(admin_url).await,
@@ -144,7 +152,6 @@ pub async fn fresh_store() -> TestStore {
     let store = Store::connect(options.clone())
         .await
         .expect("open the test store");
-    store.migrate().await.expect("migrate the test database");
     TestStore {
         store,
         options,

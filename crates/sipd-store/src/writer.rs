@@ -18,8 +18,8 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// While a transaction is in flight, new requests queue; the next transaction takes everything
 /// queued, up to the batch limit. On PostgreSQL up to four transactions (at most half the
 /// pool) may be in flight, never with an endpoint in common, so one endpoint's changes commit
-/// in the order they were submitted. Within a transaction, the last change for an (endpoint,
-/// contact URI) wins, and every request is acknowledged.
+/// in the order they were submitted. Within a transaction, the last change for a binding key
+/// ([`crate::Binding::key`]) wins, and every request is acknowledged.
 ///
 /// The task ends, after committing whatever is queued, when the last handle is dropped.
 #[derive(Clone, Debug)]

@@ -247,10 +247,7 @@ impl RegistrarService {
                     group.clear();
                 }
                 if *binding.node_id == *node_id && is_connection(&binding.transport) {
-                    orphaned.push(BindingChange::Delete {
-                        endpoint_pk: binding.endpoint_pk,
-                        contact_uri: binding.contact_uri,
-                    });
+                    orphaned.push(BindingChange::delete(binding));
                 } else {
                     group.push(binding);
                 }
@@ -477,13 +474,7 @@ impl Inner {
         for &endpoint_pk in &endpoints {
             dropped.extend(self.location.drop_flow(endpoint_pk, &flow_id));
         }
-        let deletes: Vec<BindingChange> = dropped
-            .into_iter()
-            .map(|b| BindingChange::Delete {
-                endpoint_pk: b.endpoint_pk,
-                contact_uri: b.contact_uri,
-            })
-            .collect();
+        let deletes: Vec<BindingChange> = dropped.into_iter().map(BindingChange::delete).collect();
         let count = deletes.len();
         if let Err(err) = self.writer.commit(deletes).await {
             tracing::warn!(error = %err, flow_id, count, "cannot delete a closed flow's bindings; they expire");
@@ -529,10 +520,7 @@ impl Inner {
         let ours: Vec<BindingChange> = dropped
             .into_iter()
             .filter(|b| *b.node_id == *self.node_id)
-            .map(|b| BindingChange::Delete {
-                endpoint_pk: b.endpoint_pk,
-                contact_uri: b.contact_uri,
-            })
+            .map(BindingChange::delete)
             .collect();
         if let Err(err) = self.writer.commit(ours).await {
             tracing::warn!(error = %err, endpoint_pk = change.endpoint_pk, "cannot delete bindings after a password change");
@@ -551,14 +539,11 @@ impl Inner {
                 return;
             }
         };
-        let stored: HashSet<(i64, &str)> = live
-            .iter()
-            .map(|b| (b.endpoint_pk, b.contact_uri.as_str()))
-            .collect();
+        let stored: HashSet<(i64, &str, Option<i64>)> = live.iter().map(Binding::key).collect();
         for endpoint_pk in endpoints {
             self.location
                 .retain_unless_installed_after(endpoint_pk, installs, |b| {
-                    stored.contains(&(endpoint_pk, b.contact_uri.as_str()))
+                    stored.contains(&b.key())
                 });
         }
     }

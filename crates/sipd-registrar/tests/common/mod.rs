@@ -272,23 +272,21 @@ impl Fixture {
         let registration =
             self.registrar
                 .register(message, &authorized, &mine, &self.source, self.now)?;
-        // As the store applies them.
+        // As the store applies them: one row per key (endpoint, contact URI, reg-id).
         for change in &registration.changes {
             match change {
                 BindingChange::Upsert(binding)
                 | BindingChange::UpsertAuthenticated { binding, .. } => {
-                    self.store.retain(|b| {
-                        !(b.endpoint_pk == binding.endpoint_pk
-                            && b.contact_uri == binding.contact_uri)
-                    });
+                    self.store.retain(|b| b.key() != binding.key());
                     self.store.push(binding.clone());
                 }
                 BindingChange::Delete {
                     endpoint_pk,
                     contact_uri,
+                    reg_id,
                 } => self
                     .store
-                    .retain(|b| !(b.endpoint_pk == *endpoint_pk && b.contact_uri == *contact_uri)),
+                    .retain(|b| b.key() != (*endpoint_pk, contact_uri.as_str(), *reg_id)),
                 BindingChange::DeleteAllForEndpoint { endpoint_pk } => {
                     self.store.retain(|b| b.endpoint_pk != *endpoint_pk)
                 }

@@ -113,6 +113,8 @@ pub struct Client {
     pub call_id: String,
     pub cseq: u32,
     pub source: RegisterSource,
+    /// Further header lines (without CRLF), e.g. `Supported: outbound`.
+    pub headers: Vec<String>,
     nonce: Option<String>,
     nc: u32,
 }
@@ -136,6 +138,7 @@ impl Client {
                 remote,
                 flow_id: flow_id.to_owned(),
             },
+            headers: Vec::new(),
             nonce: None,
             nc: 0,
         }
@@ -164,6 +167,10 @@ impl Client {
             self.contact,
             user = self.username,
         );
+        for header in &self.headers {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
         if let Some(nonce) = self.nonce.clone() {
             self.nc += 1;
             text.push_str(&format!("Authorization: {}\r\n", self.answer(&nonce)));

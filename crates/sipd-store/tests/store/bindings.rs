@@ -53,6 +53,7 @@ async fn batch_applies_upserts_updates_and_deletes_in_order() {
             BindingChange::Delete {
                 endpoint_pk: alice.id,
                 contact_uri: "sip:a2@192.0.2.1".to_owned(),
+                reg_id: Some(1),
             },
             // Contact: * clears bob, then a new contact arrives in the same batch.
             BindingChange::Upsert(fresh(&bob, "sip:b2@192.0.2.2")),
@@ -67,10 +68,12 @@ async fn batch_applies_upserts_updates_and_deletes_in_order() {
             BindingChange::Delete {
                 endpoint_pk: alice.id,
                 contact_uri: "sip:a4@192.0.2.1".to_owned(),
+                reg_id: Some(1),
             },
             BindingChange::Delete {
                 endpoint_pk: alice.id,
                 contact_uri: "sip:a5@192.0.2.1".to_owned(),
+                reg_id: Some(1),
             },
             BindingChange::Upsert(fresh(&alice, "sip:a5@192.0.2.1")),
         ])
@@ -108,6 +111,99 @@ async fn batch_applies_upserts_updates_and_deletes_in_order() {
     store.apply_binding_changes(&[]).await.unwrap();
 }
 
+/// (reg-id → cseq) of the endpoint's live bindings with `contact`.
+async fn flows_of(store: &Store, endpoint: &Endpoint, contact: &str) -> BTreeMap<Option<i64>, i64> {
+    store
+        .bindings_of_endpoint(endpoint.id, now_ms())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.contact_uri == contact)
+        .map(|b| (b.reg_id, b.cseq))
+        .collect()
+}
+
+#[tokio::test]
+async fn flows_with_the_same_contact_are_stored_updated_and_deleted_separately() {
+    // RFC 5626 §6: one device, two flows (reg-id 1 and 2) with the same Contact URI; the same
+    // URI without a reg-id is a third binding.
+    const CONTACT: &str = "sip:phone@192.0.2.1;transport=tcp;ob";
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let phone = endpoint(&store, &account, "phone").await;
+    let now = now_ms();
+    let flow = |reg_id: Option<i64>, cseq: i64| {
+        let mut flow = with_cseq(binding(&phone, CONTACT, now + 60_000, now), cseq);
+        flow.reg_id = reg_id;
+        flow.flow_id = Some(format!("tcp-{}", reg_id.unwrap_or_default()));
+        flow
+    };
+    let flows =
+        |entries: &[(Option<i64>, i64)]| entries.iter().copied().collect::<BTreeMap<_, _>>();
+    let writer = store.binding_writer();
+
+    // Stored side by side, in one batch or one at a time.
+    store
+        .apply_binding_changes(&[
+            BindingChange::Upsert(flow(Some(1), 1)),
+            BindingChange::Upsert(flow(Some(2), 1)),
+        ])
+        .await
+        .unwrap();
+    store.upsert_binding(&flow(None, 1)).await.unwrap();
+    assert_eq!(
+        flows_of(&store, &phone, CONTACT).await,
+        flows(&[(None, 1), (Some(1), 1), (Some(2), 1)])
+    );
+
+    // Updating one leaves the others as they were.
+    writer
+        .commit(vec![BindingChange::Upsert(flow(Some(2), 5))])
+        .await
+        .unwrap();
+    store.upsert_binding(&flow(None, 6)).await.unwrap();
+    assert_eq!(
+        flows_of(&store, &phone, CONTACT).await,
+        flows(&[(None, 6), (Some(1), 1), (Some(2), 5)])
+    );
+    let stored = store.bindings_of_endpoint(phone.id, now).await.unwrap();
+    assert!(
+        stored.contains(&flow(Some(2), 5)),
+        "every field round-trips"
+    );
+
+    // Deleting one leaves the others; `None` names only the binding without a reg-id.
+    writer
+        .commit(vec![BindingChange::delete(flow(Some(1), 1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        flows_of(&store, &phone, CONTACT).await,
+        flows(&[(None, 6), (Some(2), 5)])
+    );
+    store.delete_binding(phone.id, CONTACT, None).await.unwrap();
+    assert_eq!(
+        flows_of(&store, &phone, CONTACT).await,
+        flows(&[(Some(2), 5)])
+    );
+
+    // In one batch, each key's last word wins on its own.
+    store
+        .apply_binding_changes(&[
+            BindingChange::Upsert(flow(Some(1), 7)),
+            BindingChange::Upsert(flow(Some(2), 8)),
+            BindingChange::delete(flow(Some(2), 8)),
+            BindingChange::Upsert(flow(None, 9)),
+            BindingChange::Upsert(flow(None, 10)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        flows_of(&store, &phone, CONTACT).await,
+        flows(&[(None, 10), (Some(1), 7)])
+    );
+}
+
 #[tokio::test]
 async fn large_batches_are_chunked_and_a_bad_endpoint_changes_nothing() {
     let store = fresh_store().await;
@@ -131,6 +227,7 @@ async fn large_batches_are_chunked_and_a_bad_endpoint_changes_nothing() {
         .map(|n| BindingChange::Delete {
             endpoint_pk: phone.id,
             contact_uri: format!("sip:{n}@192.0.2.1"),
+            reg_id: Some(1),
         })
         .collect();
     store.apply_binding_changes(&deletes).await.unwrap();
@@ -265,6 +362,7 @@ async fn a_bad_change_fails_only_its_own_request() {
                 BindingChange::Delete {
                     endpoint_pk: phone.id,
                     contact_uri: "sip:3@192.0.2.1".to_owned(),
+                    reg_id: Some(1),
                 },
             ]),
         )

@@ -88,6 +88,7 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A flow's binding: instance id and reg-id 1 (a `Delete` of it names `reg_id: Some(1)`).
 pub fn binding(
     endpoint: &Endpoint,
     contact: &str,

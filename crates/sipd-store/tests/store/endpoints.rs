@@ -458,7 +458,7 @@ async fn registration_summary_uses_the_newest_live_binding() {
     assert_eq!(summary.received.as_deref(), Some("192.0.2.10:5060"));
     assert_eq!(summary.path, None);
 
-    // Refreshing `a` replaces its row (same endpoint + contact) and makes it the newest.
+    // Refreshing `a` replaces its row (same endpoint, contact and reg-id) and makes it the newest.
     let mut refreshed = binding(&phone, "sip:a@192.0.2.1", now + 90_000, now);
     refreshed.cseq = 8;
     store.upsert_binding(&refreshed).await.unwrap();
@@ -487,11 +487,11 @@ async fn registration_summary_uses_the_newest_live_binding() {
     );
 
     store
-        .delete_binding(phone.id, "sip:a@192.0.2.1")
+        .delete_binding(phone.id, "sip:a@192.0.2.1", Some(1))
         .await
         .unwrap();
     store
-        .delete_binding(phone.id, "sip:not-there")
+        .delete_binding(phone.id, "sip:not-there", None)
         .await
         .unwrap();
     let read = store

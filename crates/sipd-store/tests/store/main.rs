@@ -7,5 +7,6 @@ mod availability;
 mod bindings;
 mod common;
 mod endpoints;
+mod migrations;
 mod notifications;
 mod robustness;
