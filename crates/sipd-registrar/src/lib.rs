@@ -12,7 +12,8 @@
 //! 1. [`Registrar::start`]`(&request, now_ms)`:
 //!    * [`Start::Respond`]`(response)` → send it through the transaction; done.
 //!    * [`Start::NeedCredentials`]`(pending)` → fetch the credentials of
-//!      [`PendingAuth::username`] (cache, then store); `None` if there is no such user.
+//!      [`PendingAuth::username`] (cache, then store, as [`DigestCredentials::from_store`]);
+//!      `None` if there is no such user.
 //! 2. [`Registrar::authenticate`]`(pending, credentials.as_ref(), now_ms)`:
 //!    * `Err(response)` → send it; done.
 //!    * `Ok(authorized)` → load the AOR's bindings for [`Authorized::endpoint_pk`].
