@@ -49,7 +49,9 @@ struct Completion {
 pub struct Shard {
     context: Arc<Context>,
     layer: TransactionLayer,
-    /// The transport flow of each live server transaction (the layer only knows addresses).
+    /// The connection flow of each live server transaction that arrived on one (the layer
+    /// only knows addresses). A UDP flow is its remote address, so UDP transactions, which
+    /// outlive their response by Timer J, need no entry.
     flows: HashMap<TransactionId, FlowId>,
     completions: mpsc::UnboundedSender<Completion>,
     /// REGISTERs handed to the registrar and not answered yet.
@@ -195,7 +197,7 @@ impl Shard {
                     ..
                 } => {
                     let Some(arrival) = arrival else { continue };
-                    self.flows.insert(transaction, arrival.flow);
+                    self.remember_flow(transaction, arrival);
                     if answer::is_register(request.method()) {
                         self.start_register(transaction, request, arrival);
                     } else {
@@ -217,7 +219,7 @@ impl Shard {
                     ..
                 } => {
                     let Some(arrival) = arrival else { continue };
-                    self.flows.insert(transaction, arrival.flow);
+                    self.remember_flow(transaction, arrival);
                     // No INVITE is ever left pending (they get 405), so a matching CANCEL
                     // only needs its own 200.
                     let status = match target {
@@ -230,11 +232,6 @@ impl Shard {
                 }
                 Output::Terminated { transaction, .. } => {
                     self.flows.remove(&transaction);
-                    // Like the layer's tables: give a storm's slots back once it is over.
-                    let live = self.flows.len().max(1024);
-                    if self.flows.capacity() > live * 4 {
-                        self.flows.shrink_to(live * 2);
-                    }
                 }
                 // ACKs end our 405s and are never answered; responses cannot arrive yet.
                 Output::Ack { .. }
@@ -242,6 +239,12 @@ impl Shard {
                 | Output::StrayResponse { .. }
                 | Output::TransportError { .. } => {}
             }
+        }
+    }
+
+    fn remember_flow(&mut self, transaction: TransactionId, arrival: Arrival) {
+        if arrival.transport.is_reliable() {
+            self.flows.insert(transaction, arrival.flow);
         }
     }
 
@@ -321,10 +324,13 @@ impl Shard {
     }
 
     async fn transmit(&mut self, transmit: Transmit) {
-        let flow = match self.flows.get(&transmit.transaction) {
-            Some(flow) => *flow,
-            None if !transmit.flow.transport.is_reliable() => FlowId::udp(transmit.flow.remote),
-            None => return,
+        let flow = if transmit.flow.transport.is_reliable() {
+            let Some(flow) = self.flows.get(&transmit.transaction) else {
+                return;
+            };
+            *flow
+        } else {
+            FlowId::udp(transmit.flow.remote)
         };
         if let Err(error) = self.context.transports.send(flow, transmit.payload).await {
             debug!(%flow, %error, "SIP send failed");
