@@ -241,6 +241,14 @@ impl Machine {
         accepted.map_err(|_| SendResponseError::NotAllowed)
     }
 
+    /// Whether a server machine has sent (or been handed) its final response.
+    fn has_final_response(&self) -> bool {
+        !matches!(
+            self.state(),
+            TransactionState::Trying | TransactionState::Proceeding
+        )
+    }
+
     fn state(&self) -> TransactionState {
         match self {
             Self::InviteClient(m) => m.state(),
@@ -670,7 +678,7 @@ impl TransactionLayer {
             return Err(SendResponseError::UnknownTransaction);
         };
         let actions = tx.machine.on_tu_response(&response, now)?;
-        if response_status(&response)? >= 200 {
+        if tx.machine.has_final_response() {
             tx.request = None;
         }
         tx.last_response = Some(message::encode(&response));
@@ -706,8 +714,9 @@ impl TransactionLayer {
         };
         // Let the machine judge whether a final response is still allowed (not after
         // one was sent), on a copy: the transaction is dropped either way.
-        tx.machine.clone().on_tu_response(&response, now)?;
-        if response_status(&response)? < 200 {
+        let mut judged = tx.machine.clone();
+        judged.on_tu_response(&response, now)?;
+        if !judged.has_final_response() {
             return Err(SendResponseError::NotAllowed);
         }
         let flow = tx.flow;
