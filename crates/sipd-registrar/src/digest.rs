@@ -46,16 +46,18 @@ impl DigestCredentials {
     /// The registrar's view of a store row; `None` if its HA1 values are not hex digests of
     /// the right length (a damaged row authenticates nobody).
     pub fn from_store(credentials: &Credentials) -> Option<Self> {
-        let mut ha1_md5 = [0u8; 16];
-        let mut ha1_sha256 = [0u8; 32];
-        decode_hex_exact(credentials.ha1_md5.as_bytes(), &mut ha1_md5)?;
-        decode_hex_exact(credentials.ha1_sha256.as_bytes(), &mut ha1_sha256)?;
+        let mut ha1_md5 = [0u8; MAX_DIGEST_LEN];
+        let mut ha1_sha256 = [0u8; MAX_DIGEST_LEN];
         Some(DigestCredentials {
             endpoint_pk: credentials.endpoint_pk,
             changed_at_ms: credentials.credentials_changed_at.timestamp_millis(),
             username: credentials.username.as_str().into(),
-            ha1_md5,
-            ha1_sha256,
+            ha1_md5: decode_hex(credentials.ha1_md5.as_bytes(), &mut ha1_md5)?
+                .try_into()
+                .ok()?,
+            ha1_sha256: decode_hex(credentials.ha1_sha256.as_bytes(), &mut ha1_sha256)?
+                .try_into()
+                .ok()?,
         })
     }
 
@@ -76,18 +78,6 @@ impl std::fmt::Debug for DigestCredentials {
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
-}
-
-/// Fills all of `out` from hex of exactly twice its length.
-fn decode_hex_exact(hex: &[u8], out: &mut [u8]) -> Option<()> {
-    if hex.len() != out.len() * 2 {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(())
 }
 
 /// Whether `response` (hex, either case) is the correct request digest for `ha1` (binary).
