@@ -33,10 +33,13 @@
 //! * URIs: [`Uri::parse`], [`SipUri`] (with [`SipUri::equivalent`]),
 //!   [`TelUri`], [`AbsoluteUri`], [`Host`], [`unescape`].
 //! * Errors: [`ParseError`] (kind, byte offset, header).
+//! * Flows: [`Transport`] and [`FlowId`], the transport and flow identity every sipd crate
+//!   shares (the transaction layer, the transports, the registrar, the proxy).
 
 mod addr;
 mod builder;
 mod error;
+mod flow;
 mod header;
 mod message;
 mod params;
@@ -52,6 +55,7 @@ pub mod framer;
 pub use addr::{Contact, ContactAddr, DisplayName, NameAddr};
 pub use builder::{ForwardBuilder, RequestBuilder, ResponseBuilder};
 pub use error::{ErrorKind, ParseError};
+pub use flow::{FlowId, ParseFlowIdError, Transport};
 pub use header::HeaderName;
 pub use message::{Header, Message, ParseLimits};
 pub use params::{Param, ParamIter, Params};

@@ -4,11 +4,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sip_message::Message;
+use sip_message::{FlowId, Message};
 
 use crate::config::{Config, ConfigError};
 use crate::invite_client::InviteClient;
@@ -29,41 +28,12 @@ impl fmt::Display for TransactionId {
     }
 }
 
-/// Transport protocol of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    Sctp,
-    Ws,
-    Wss,
-}
-
-impl Transport {
-    /// Reliable transports get no retransmissions and zero-length wait timers (§17).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Self::Udp)
-    }
-}
-
-/// Where a message came from or goes to: the RFC 5626 flow 5-tuple.
-///
-/// Responses go back over the flow their request arrived on; the transport applies
-/// RFC 3261 §18.2.2 / RFC 3581 when it needs a different destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    pub transport: Transport,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-}
-
 /// Bytes to put on the wire. If sending fails, report it with
 /// [`TransactionLayer::handle_transport_error`] and this `transaction`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub transaction: TransactionId,
-    pub flow: Flow,
+    pub flow: FlowId,
     pub payload: Bytes,
 }
 
@@ -89,13 +59,13 @@ pub enum Output {
     Request {
         transaction: TransactionId,
         request: Message,
-        flow: Flow,
+        flow: FlowId,
     },
     /// A new CANCEL for the TU, which answers it like any request.
     Cancel {
         transaction: TransactionId,
         request: Message,
-        flow: Flow,
+        flow: FlowId,
         target: CancelTarget,
     },
     /// An ACK for the TU: for a 2xx (RFC 6026 Accepted INVITE transaction:
@@ -103,7 +73,7 @@ pub enum Output {
     Ack {
         transaction: Option<TransactionId>,
         request: Message,
-        flow: Flow,
+        flow: FlowId,
     },
     /// A response to one of the TU's requests.
     Response {
@@ -111,7 +81,7 @@ pub enum Output {
         response: Message,
     },
     /// A response matching no client transaction (§18.1.2: it goes to the core).
-    StrayResponse { response: Message, flow: Flow },
+    StrayResponse { response: Message, flow: FlowId },
     /// A send failed but the transaction goes on (INVITE server, RFC 6026).
     TransportError { transaction: TransactionId },
     /// The transaction is gone; later messages for it go to the TU as new or stray.
@@ -296,7 +266,7 @@ enum Key {
 struct Transaction {
     machine: Machine,
     key: Key,
-    flow: Flow,
+    flow: FlowId,
     /// The request that created the transaction, where it is still needed: always for a
     /// client, for an INVITE server until its final response, never for a non-INVITE
     /// server (which only resends its response, thousands of them through Timer J).
@@ -414,7 +384,7 @@ impl TransactionLayer {
     pub fn handle_message(
         &mut self,
         message: Message,
-        flow: Flow,
+        flow: FlowId,
         now: Instant,
     ) -> Result<(), ReceiveError> {
         if message::is_response(&message) {
@@ -427,7 +397,7 @@ impl TransactionLayer {
     fn handle_response(
         &mut self,
         response: Message,
-        flow: Flow,
+        flow: FlowId,
         now: Instant,
     ) -> Result<(), ReceiveError> {
         let facts = message::response_facts(&response).map_err(ReceiveError::Unmatchable)?;
@@ -465,7 +435,7 @@ impl TransactionLayer {
     fn handle_request(
         &mut self,
         request: Message,
-        flow: Flow,
+        flow: FlowId,
         now: Instant,
     ) -> Result<(), ReceiveError> {
         let facts = message::request_facts(&request).map_err(ReceiveError::Unmatchable)?;
@@ -485,7 +455,7 @@ impl TransactionLayer {
         if self.transactions.len() >= self.config.max_transactions {
             return Err(ReceiveError::Overloaded(request));
         }
-        let reliable = flow.transport.is_reliable();
+        let reliable = flow.is_reliable();
         let timers = self.config.timers;
         let (machine, actions) = if facts.kind == RequestKind::Invite {
             let trying_delay = self.config.invite_trying_delay;
@@ -544,7 +514,7 @@ impl TransactionLayer {
     fn handle_ack(
         &mut self,
         ack: Message,
-        flow: Flow,
+        flow: FlowId,
         key: ServerKey,
         to_tag: Option<&str>,
         now: Instant,
@@ -581,7 +551,7 @@ impl TransactionLayer {
     pub fn send_request(
         &mut self,
         request: Message,
-        flow: Flow,
+        flow: FlowId,
         now: Instant,
     ) -> Result<TransactionId, SendRequestError> {
         let (key, kind) = message::client_facts(&request).map_err(SendRequestError::Unmatchable)?;
@@ -602,10 +572,10 @@ impl TransactionLayer {
         request: Message,
         key: ClientKey,
         kind: RequestKind,
-        flow: Flow,
+        flow: FlowId,
         now: Instant,
     ) -> TransactionId {
-        let reliable = flow.transport.is_reliable();
+        let reliable = flow.is_reliable();
         let timers = self.config.timers;
         let (machine, actions) = if kind == RequestKind::Invite {
             let (machine, actions) = InviteClient::start(timers, reliable, now);

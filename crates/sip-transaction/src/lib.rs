@@ -14,14 +14,11 @@
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
 //! use sip_message::Message;
-//! use sip_transaction::{Config, Flow, Output, TransactionLayer, Transport};
+//! use sip_message::FlowId;
+//! use sip_transaction::{Config, Output, TransactionLayer};
 //!
 //! let mut layer = TransactionLayer::new(Config::default()).unwrap();
-//! let flow = Flow {
-//!     transport: Transport::Udp,
-//!     local: "192.0.2.10:5060".parse().unwrap(),
-//!     remote: "192.0.2.1:5060".parse().unwrap(),
-//! };
+//! let flow = FlowId::udp("192.0.2.1:5060".parse().unwrap());
 //! let options = Message::parse(Bytes::from_static(
 //!     b"OPTIONS sip:proxy.example.com SIP/2.0\r\n\
 //!       Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
@@ -42,7 +39,7 @@
 //!             let ok = Message::parse(ok).unwrap();
 //!             layer.send_response(transaction, ok, now).unwrap();
 //!         }
-//!         // socket.send_to(&transmit.payload, transmit.flow.remote)
+//!         // socket.send_to(&transmit.payload, transmit.flow.udp_remote().unwrap())
 //!         Output::Transmit(_transmit) => sent += 1,
 //!         _ => {}
 //!     }
@@ -79,8 +76,8 @@ mod non_invite_server;
 
 pub use config::{Config, ConfigError, Timers};
 pub use layer::{
-    CancelError, CancelTarget, Flow, Output, ReceiveError, SendRequestError, SendResponseError,
-    TransactionId, TransactionLayer, Transmit, Transport,
+    CancelError, CancelTarget, Output, ReceiveError, SendRequestError, SendResponseError,
+    TransactionId, TransactionLayer, Transmit,
 };
 pub use machine::{TerminationReason, TransactionState};
 pub use message::MessageError;

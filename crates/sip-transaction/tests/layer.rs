@@ -4,30 +4,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip_message::Message;
+use sip_message::{FlowId, Message, Transport};
 use sip_transaction::{
-    CancelError, CancelTarget, Config, Flow, MessageError, Output, ReceiveError, SendRequestError,
+    CancelError, CancelTarget, Config, MessageError, Output, ReceiveError, SendRequestError,
     SendResponseError, TerminationReason, TransactionId, TransactionLayer, TransactionState,
-    Transport,
 };
 
 const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 
-fn flow(transport: Transport) -> Flow {
-    Flow {
-        transport,
-        local: "192.0.2.10:5060".parse::<SocketAddr>().unwrap(),
-        remote: "192.0.2.1:5060".parse::<SocketAddr>().unwrap(),
-    }
+fn udp() -> FlowId {
+    FlowId::udp("192.0.2.1:5060".parse::<SocketAddr>().unwrap())
 }
 
-fn udp() -> Flow {
-    flow(Transport::Udp)
-}
-
-fn tcp() -> Flow {
-    flow(Transport::Tcp)
+fn tcp() -> FlowId {
+    FlowId::connection(Transport::Tcp, 1)
 }
 
 fn layer() -> TransactionLayer {
@@ -126,7 +117,7 @@ fn terminated(outputs: &[Output]) -> Option<(TransactionId, TerminationReason)> 
 fn receive_new(
     layer: &mut TransactionLayer,
     message: Message,
-    flow: Flow,
+    flow: FlowId,
     now: Instant,
 ) -> TransactionId {
     layer.handle_message(message, flow, now).unwrap();
@@ -908,10 +899,7 @@ fn stateless_challenge_leaves_nothing_behind() {
 fn stateless_response_uses_the_request_flow() {
     let t0 = Instant::now();
     let mut layer = layer();
-    let other = Flow {
-        remote: "198.51.100.7:40000".parse::<SocketAddr>().unwrap(),
-        ..tcp()
-    };
+    let other = FlowId::connection(Transport::Tcp, 2);
     let id = receive_new(&mut layer, register("z9hG4bKsl2"), other, t0);
     layer
         .send_response_statelessly(id, response(401, "REGISTER", "z9hG4bKsl2", None), t0)

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip_message::Message;
-use sip_transaction::{Config, Flow, Output, TransactionLayer, Transport};
+use sip_message::{FlowId, Message};
+use sip_transaction::{Config, Output, TransactionLayer};
 
 struct Counting;
 
@@ -71,17 +71,10 @@ fn ok_for(request: &Message) -> Message {
     Message::parse(bytes).unwrap()
 }
 
-const FLOW: Flow = Flow {
-    transport: Transport::Udp,
-    local: SocketAddr::V4(std::net::SocketAddrV4::new(
-        std::net::Ipv4Addr::new(192, 0, 2, 10),
-        5060,
-    )),
-    remote: SocketAddr::V4(std::net::SocketAddrV4::new(
-        std::net::Ipv4Addr::new(192, 0, 2, 1),
-        5060,
-    )),
-};
+const FLOW: FlowId = FlowId::Udp(SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(192, 0, 2, 1),
+    5060,
+)));
 
 #[test]
 fn a_register_storm_costs_little_per_transaction_and_is_given_back() {

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip_message::Message;
-use sip_transaction::{Config, Flow, Output, TransactionId, TransactionLayer, Transport};
+use sip_message::{FlowId, Message, Transport};
+use sip_transaction::{Config, Output, TransactionId, TransactionLayer};
 
 /// xorshift64*: deterministic and dependency-free.
 struct Rng(u64);
@@ -29,15 +29,11 @@ impl Rng {
     }
 }
 
-fn flow(reliable: bool) -> Flow {
-    Flow {
-        transport: if reliable {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        },
-        local: "192.0.2.10:5060".parse::<SocketAddr>().unwrap(),
-        remote: "192.0.2.1:5060".parse::<SocketAddr>().unwrap(),
+fn flow(reliable: bool) -> FlowId {
+    if reliable {
+        FlowId::connection(Transport::Tcp, 1)
+    } else {
+        FlowId::udp("192.0.2.1:5060".parse::<SocketAddr>().unwrap())
     }
 }
 

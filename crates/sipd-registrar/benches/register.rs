@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let alice = credentials(1, "alice", "wonderland", T0 - 1000);
-    let source = source("203.0.113.7:40000", "flow-a");
+    let source = source("203.0.113.7:40000", "tcp-1");
     for algorithm in ["SHA-256", "MD5"] {
         let mut registrar = Registrar::new(config()).unwrap();
         let Start::Respond(challenge) =

@@ -2,55 +2,24 @@
 //! Path: from a REGISTER, the AOR's stored bindings and `now`, the AOR's new binding set.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::net::SocketAddr;
 
-use sip_message::{Contact, ContactAddr, HeaderName, Message, Uri};
+use sip_message::{Contact, ContactAddr, FlowId, HeaderName, Message, Uri};
 use sipd_store::{Binding, BindingChange};
 
 use crate::config::RegistrarConfig;
 use crate::registrar::Authorized;
 use crate::response::header_safe;
 
-/// Transport the REGISTER arrived over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    Ws,
-    Wss,
-}
-
-impl Transport {
-    /// The name stored in bindings: `udp`, `tcp`, `tls`, `ws`, `wss`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Where the REGISTER came from, as the transport saw it. Recorded in every binding it writes,
 /// so requests reach a device behind NAT at this address or over this connection rather than
 /// at the (often private) address in its Contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source<'a> {
+pub struct Source {
     /// Source address of the packet or connection.
     pub remote: SocketAddr,
-    pub transport: Transport,
-    /// The transport's name for the flow (connection, or UDP local/remote pair), if it has one.
-    pub flow_id: Option<&'a str>,
+    /// The flow it arrived on (the connection, or the UDP source address).
+    pub flow: FlowId,
 }
 
 /// Why a REGISTER's binding changes are refused, as the response to send.
@@ -112,7 +81,7 @@ pub(crate) fn apply(
     request: &Message,
     authorized: &Authorized,
     current: &[Binding],
-    source: &Source<'_>,
+    source: &Source,
     now_ms: i64,
 ) -> Result<Outcome, Refusal> {
     let call_id = request
@@ -324,7 +293,7 @@ struct NewBinding<'a> {
     cseq: u32,
     user_agent: Option<String>,
     path: Option<&'a str>,
-    source: &'a Source<'a>,
+    source: &'a Source,
     now_ms: i64,
 }
 
@@ -340,8 +309,8 @@ impl NewBinding<'_> {
             cseq: i64::from(self.cseq),
             user_agent: self.user_agent.clone(),
             received: self.source.remote.to_string(),
-            transport: self.source.transport.as_str().to_owned(),
-            flow_id: self.source.flow_id.map(str::to_owned),
+            transport: self.source.flow.transport().as_str().to_owned(),
+            flow_id: Some(self.source.flow.to_string()),
             instance_id: wanted.instance.as_deref().map(str::to_owned),
             reg_id: wanted.reg_id.map(i64::from),
             path: self.path.map(str::to_owned),

@@ -83,7 +83,7 @@ mod replay;
 mod response;
 pub mod service;
 
-pub use bindings::{Source, Transport};
+pub use bindings::Source;
 pub use config::{ConfigError, RegistrarConfig};
 pub use digest::{Algorithm, DigestCredentials};
 pub use expiry::{expired_bindings, next_expiry_ms};

@@ -297,7 +297,7 @@ impl Registrar {
         request: &Message,
         authorized: &Authorized,
         bindings: &[Binding],
-        source: &Source<'_>,
+        source: &Source,
         now_ms: i64,
     ) -> Result<Registration, Response> {
         let outcome = bindings::apply(&self.config, request, authorized, bindings, source, now_ms)

@@ -36,7 +36,7 @@ fn register_stores_the_binding_with_nat_facts() {
     // Where the REGISTER really came from, not the private address in Contact.
     assert_eq!(binding.received, "203.0.113.7:40000");
     assert_eq!(binding.transport, "tcp");
-    assert_eq!(binding.flow_id.as_deref(), Some("flow-a"));
+    assert_eq!(binding.flow_id.as_deref(), Some("tcp-1"));
     assert_eq!(binding.node_id, "node-1");
     assert_eq!(binding.updated_at_ms, T0);
     assert_eq!(binding.q, None);
@@ -68,7 +68,7 @@ fn register_stores_the_binding_with_nat_facts() {
 #[test]
 fn ipv6_source_is_recorded_with_brackets() {
     let mut fx = Fixture::new();
-    fx.source = source("[2001:db8::7]:5060", "flow-v6");
+    fx.source = source("[2001:db8::7]:5060", "tcp-6");
     fx.register(&mut alice().contact(PHONE));
     assert_eq!(fx.store[0].received, "[2001:db8::7]:5060");
 }
@@ -422,12 +422,12 @@ fn outbound_flow_is_replaced_by_a_registration_on_a_new_flow() {
     // The connection broke; the device re-registers over a new one, from a new address,
     // with a new Contact.
     fx.advance_secs(30);
-    fx.source = source("203.0.113.7:40222", "flow-b");
+    fx.source = source("203.0.113.7:40222", "tcp-2");
     let new_contact = flow_contact.replace("5060", "5099");
     let mut req = alice().header("Supported: outbound").contact(&new_contact);
     let second = fx.register(&mut req);
     assert_eq!(fx.store.len(), 1, "the old flow's binding is replaced");
-    assert_eq!(fx.store[0].flow_id.as_deref(), Some("flow-b"));
+    assert_eq!(fx.store[0].flow_id.as_deref(), Some("tcp-2"));
     assert_eq!(fx.store[0].received, "203.0.113.7:40222");
     assert_eq!(
         fx.store[0].contact_uri,
@@ -468,7 +468,7 @@ fn two_flows_with_the_same_contact_are_two_bindings() {
     };
     let mut first = on_flow(1).contact(&flow(1));
     fx.register(&mut first);
-    fx.source = source("203.0.113.7:40222", "flow-b");
+    fx.source = source("203.0.113.7:40222", "tcp-2");
     let mut second = on_flow(2).contact(&flow(2));
     let registration = fx.register(&mut second);
     assert!(removed(&registration).is_empty());
@@ -480,10 +480,7 @@ fn two_flows_with_the_same_contact_are_two_bindings() {
     flows.sort();
     assert_eq!(
         flows,
-        [
-            (uri, Some(1), Some("flow-a")),
-            (uri, Some(2), Some("flow-b"))
-        ]
+        [(uri, Some(1), Some("tcp-1")), (uri, Some(2), Some("tcp-2"))]
     );
     let mut contacts_listed = contacts(&registration.response);
     contacts_listed.sort();
@@ -491,7 +488,7 @@ fn two_flows_with_the_same_contact_are_two_bindings() {
 
     // Refreshing one flow leaves the other as it was.
     fx.advance_secs(100);
-    fx.source = source("203.0.113.7:40000", "flow-a");
+    fx.source = source("203.0.113.7:40000", "tcp-1");
     let registration = fx.register(&mut first);
     assert!(removed(&registration).is_empty());
     let mut contacts_listed = contacts(&registration.response);
@@ -510,7 +507,7 @@ fn two_flows_with_the_same_contact_are_two_bindings() {
     );
     assert_eq!(fx.store.len(), 1);
     assert_eq!(fx.store[0].reg_id, Some(2));
-    assert_eq!(fx.store[0].flow_id.as_deref(), Some("flow-b"));
+    assert_eq!(fx.store[0].flow_id.as_deref(), Some("tcp-2"));
     assert_eq!(contacts(&registration.response), [listed(3500, 2)]);
 }
 

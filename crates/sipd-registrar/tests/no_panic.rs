@@ -145,7 +145,7 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
         &message,
         &authorized,
         &stored(),
-        &source("[::1]:5060", "f"),
+        &source("[::1]:5060", "tcp-9"),
         now,
     ) {
         Ok(registration) => {
@@ -234,7 +234,7 @@ fn unmutated_templates_register() {
                 &message,
                 &authorized,
                 &stored(),
-                &source("[::1]:5060", "f"),
+                &source("[::1]:5060", "tcp-9"),
                 T0,
             )
             .unwrap_or_else(|r| panic!("variant {variant}: {}", String::from_utf8_lossy(&r.bytes)));

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use service_support::*;
 use sipd_registrar::service::RegistrarService;
-use sipd_registrar::Transport;
 use sipd_store::testing::fresh_store;
 use sipd_store::{Binding, Scope, Store};
 
@@ -87,14 +86,8 @@ const DEVICE: &str = "\"<urn:uuid:00000000-0000-1000-8000-00000000f10e>\"";
 /// One flow of `endpoint`'s outbound device (RFC 5626): its REGISTERs carry `contact_uri`
 /// (the same on every flow), the device's instance id and `reg_id`, over `transport` flow
 /// `flow_id` from its own source port.
-fn device_flow(
-    endpoint: &Endpoint,
-    contact_uri: &str,
-    reg_id: u16,
-    transport: Transport,
-    flow_id: &str,
-) -> Client {
-    let mut flow = Client::new(endpoint, "198.51.100.7", transport, flow_id);
+fn device_flow(endpoint: &Endpoint, contact_uri: &str, reg_id: u16, flow_id: &str) -> Client {
+    let mut flow = Client::new(endpoint, "198.51.100.7", flow_id);
     flow.contact = format!("<{contact_uri}>;+sip.instance={DEVICE};reg-id={reg_id}");
     flow.call_id = format!("call-{}-flow-{reg_id}", endpoint.username);
     flow.source.remote.set_port(40_000 + reg_id);
@@ -114,12 +107,7 @@ async fn register_is_durable_before_the_200_then_refresh_and_unregister() {
     let account = account(&store).await;
     let alice = endpoint(&store, account, "alice").await;
     let service = start(&store, "node-1").await;
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
 
     let challenge = phone.send(&service, 300).await;
     assert_eq!(challenge.status, 401);
@@ -175,12 +163,12 @@ async fn concurrent_registers_of_one_aor_are_decided_one_after_the_other() {
     for device in 0..10 {
         let host = format!("198.51.100.{}", device + 1);
         let flow = format!("udp-{host}:5060");
-        let mut phone = Client::new(&alice, &host, Transport::Udp, &flow);
+        let mut phone = Client::new(&alice, &host, &flow);
         let challenge = phone.send(&service, 300).await;
         phone.take_challenge(&challenge);
         phones.push(phone);
     }
-    let mut bobs_phone = Client::new(&bob, "203.0.113.5", Transport::Udp, "udp-203.0.113.5:5060");
+    let mut bobs_phone = Client::new(&bob, "203.0.113.5", "udp-203.0.113.5:5060");
     let challenge = bobs_phone.send(&service, 300).await;
     bobs_phone.take_challenge(&challenge);
     phones.push(bobs_phone);
@@ -209,12 +197,7 @@ async fn out_of_order_cseq_is_refused_after_a_newer_one() {
     let account = account(&store).await;
     let alice = endpoint(&store, account, "alice").await;
     let service = start(&store, "node-1").await;
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
     assert_eq!(phone.register(&service, 300).await.status, 200);
     let mut late = phone.clone();
     late.cseq -= 2; // a REGISTER sent before the accepted one, arriving after it
@@ -239,14 +222,9 @@ async fn password_change_drops_bindings_and_the_old_password() {
         None => None,
     };
 
-    let mut phone = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-1");
+    let mut phone = Client::new(&alice, "198.51.100.7", "tcp-1");
     assert_eq!(phone.register(&service, 300).await.status, 200);
-    let mut other_phone = Client::new(
-        &alice,
-        "198.51.100.8",
-        Transport::Udp,
-        "udp-198.51.100.8:5060",
-    );
+    let mut other_phone = Client::new(&alice, "198.51.100.8", "udp-198.51.100.8:5060");
     if let Some(second) = &second {
         assert_eq!(other_phone.register(second, 300).await.status, 200);
         assert_eq!(looked_up(second, "alice").await.len(), 1);
@@ -296,27 +274,12 @@ async fn endpoint_deletion_drops_bindings_and_credentials() {
     } else {
         None
     };
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
-    let mut bobs_phone = Client::new(
-        &bob,
-        "198.51.100.9",
-        Transport::Udp,
-        "udp-198.51.100.9:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
+    let mut bobs_phone = Client::new(&bob, "198.51.100.9", "udp-198.51.100.9:5060");
     assert_eq!(phone.register(&service, 300).await.status, 200);
     assert_eq!(bobs_phone.register(&service, 300).await.status, 200);
     if let Some(second) = &second {
-        let mut phone = Client::new(
-            &alice,
-            "198.51.100.8",
-            Transport::Udp,
-            "udp-198.51.100.8:5060",
-        );
+        let mut phone = Client::new(&alice, "198.51.100.8", "udp-198.51.100.8:5060");
         assert_eq!(phone.register(second, 300).await.status, 200);
     }
 
@@ -347,18 +310,8 @@ async fn expired_bindings_leave_memory_and_database() {
     let alice = endpoint(&store, account, "alice").await;
     let bob = endpoint(&store, account, "bob").await;
     let service = start(&store, "node-1").await;
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
-    let mut bobs_phone = Client::new(
-        &bob,
-        "198.51.100.9",
-        Transport::Udp,
-        "udp-198.51.100.9:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
+    let mut bobs_phone = Client::new(&bob, "198.51.100.9", "udp-198.51.100.9:5060");
     assert_eq!(bobs_phone.register(&service, 300).await.status, 200);
     assert_eq!(phone.register(&service, 1).await.status, 200);
     assert_eq!(all_rows(&store).await, 2);
@@ -382,21 +335,16 @@ async fn closed_flow_drops_its_bindings_durably() {
     let account = account(&store).await;
     let alice = endpoint(&store, account, "alice").await;
     let service = start(&store, "node-1").await;
-    let mut tcp_phone = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-7");
-    let mut udp_phone = Client::new(
-        &alice,
-        "198.51.100.8",
-        Transport::Udp,
-        "udp-198.51.100.8:5060",
-    );
+    let mut tcp_phone = Client::new(&alice, "198.51.100.7", "tcp-7");
+    let mut udp_phone = Client::new(&alice, "198.51.100.8", "udp-198.51.100.8:5060");
     let tcp = tcp_phone.register(&service, 300).await;
     assert_eq!(tcp.flow_registered, Some(true));
     assert_eq!(udp_phone.register(&service, 300).await.status, 200);
     assert_eq!(looked_up(&service, "alice").await.len(), 2);
 
-    service.flow_closed("tcp-8"); // another connection: nothing happens
+    service.flow_closed("tcp-8".parse().unwrap()); // another connection: nothing happens
     assert_eq!(looked_up(&service, "alice").await.len(), 2);
-    service.flow_closed("tcp-7");
+    service.flow_closed("tcp-7".parse().unwrap());
     let left = looked_up(&service, "alice").await;
     assert_eq!(left, ["sip:alice@198.51.100.8:5060;transport=udp"]);
     // Shutdown waits for the background delete.
@@ -413,8 +361,8 @@ async fn two_flows_with_one_contact_are_two_bindings_until_one_closes() {
     let alice = endpoint(&store, account, "alice").await;
     let service = start(&store, "node-1").await;
     let uri = "sip:alice@198.51.100.7:5060;transport=tcp;ob";
-    let mut first = device_flow(&alice, uri, 1, Transport::Tcp, "tcp-1");
-    let mut second = device_flow(&alice, uri, 2, Transport::Tcp, "tcp-2");
+    let mut first = device_flow(&alice, uri, 1, "tcp-1");
+    let mut second = device_flow(&alice, uri, 2, "tcp-2");
     for flow in [&mut first, &mut second] {
         let ok = flow.register(&service, 300).await;
         assert_eq!(ok.status, 200, "{}", text(&ok));
@@ -430,7 +378,7 @@ async fn two_flows_with_one_contact_are_two_bindings_until_one_closes() {
     assert_eq!(looked_up_flows(&service, "alice", uri).await, both);
     assert_eq!(stored_flows(&other, alice.pk, uri).await, both);
 
-    service.flow_closed("tcp-1");
+    service.flow_closed("tcp-1".parse().unwrap());
     let left = [(Some(2), "tcp-2".to_owned())];
     assert_eq!(looked_up_flows(&service, "alice", uri).await, left);
     // Shutdown waits for the background delete.
@@ -446,8 +394,8 @@ async fn a_connection_shared_by_two_aors_stays_registered_until_both_leave() {
     let alice = endpoint(&store, account, "alice").await;
     let bob = endpoint(&store, account, "bob").await;
     let service = start(&store, "node-1").await;
-    let mut alices = Client::new(&alice, "198.51.100.7", Transport::Tcp, "tcp-3");
-    let mut bobs = Client::new(&bob, "198.51.100.7", Transport::Tcp, "tcp-3");
+    let mut alices = Client::new(&alice, "198.51.100.7", "tcp-3");
+    let mut bobs = Client::new(&bob, "198.51.100.7", "tcp-3");
     assert_eq!(
         alices.register(&service, 300).await.flow_registered,
         Some(true)
@@ -473,18 +421,13 @@ async fn restart_reloads_bindings_but_not_dead_connections() {
     let bob = endpoint(&store, account, "bob").await;
     let carol = endpoint(&store, account, "carol").await;
     let service = start(&store, "node-1").await;
-    let mut udp_phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
-    let mut tcp_phone = Client::new(&bob, "198.51.100.8", Transport::Tcp, "tcp-1");
+    let mut udp_phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
+    let mut tcp_phone = Client::new(&bob, "198.51.100.8", "tcp-1");
     assert_eq!(udp_phone.register(&service, 300).await.status, 200);
     assert_eq!(tcp_phone.register(&service, 300).await.status, 200);
     // Carol's connection is held by another node, which is still up.
     let elsewhere = start(&store, "node-2").await;
-    let mut carols_phone = Client::new(&carol, "198.51.100.9", Transport::Tls, "tls-1");
+    let mut carols_phone = Client::new(&carol, "198.51.100.9", "tls-1");
     assert_eq!(carols_phone.register(&elsewhere, 300).await.status, 200);
     service.shutdown().await;
     drop(service);
@@ -515,10 +458,10 @@ async fn restart_reloads_every_flow_of_a_contact() {
     // node (it dies with it), all with one Contact URI.
     let alices = "sip:alice@198.51.100.7:5060;ob";
     let mut udp_flows = [
-        device_flow(&alice, alices, 1, Transport::Udp, "udp-198.51.100.7:40001"),
-        device_flow(&alice, alices, 2, Transport::Udp, "udp-198.51.100.7:40002"),
+        device_flow(&alice, alices, 1, "udp-198.51.100.7:40001"),
+        device_flow(&alice, alices, 2, "udp-198.51.100.7:40002"),
     ];
-    let mut tcp_flow = device_flow(&alice, alices, 3, Transport::Tcp, "tcp-1");
+    let mut tcp_flow = device_flow(&alice, alices, 3, "tcp-1");
     for flow in udp_flows.iter_mut().chain([&mut tcp_flow]) {
         let ok = flow.register(&service, 300).await;
         assert_eq!(ok.status, 200, "{}", text(&ok));
@@ -528,7 +471,7 @@ async fn restart_reloads_every_flow_of_a_contact() {
     let elsewhere = start(&store, "node-2").await;
     let bobs = "sip:bob@198.51.100.8:5060;transport=tcp;ob";
     for (reg_id, flow_id) in [(1, "tcp-1"), (2, "tcp-2")] {
-        let mut flow = device_flow(&bob, bobs, reg_id, Transport::Tcp, flow_id);
+        let mut flow = device_flow(&bob, bobs, reg_id, flow_id);
         assert_eq!(flow.register(&elsewhere, 300).await.status, 200);
     }
     service.shutdown().await;
@@ -563,19 +506,9 @@ async fn database_down_answers_503_and_changes_nothing() {
     let bob = endpoint(&store, account, "bob").await;
     let doomed = Store::connect(store.options()).await.unwrap();
     let service = start(&doomed, "node-1").await;
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
     assert_eq!(phone.register(&service, 300).await.status, 200);
-    let mut bobs_phone = Client::new(
-        &bob,
-        "198.51.100.9",
-        Transport::Udp,
-        "udp-198.51.100.9:5060",
-    );
+    let mut bobs_phone = Client::new(&bob, "198.51.100.9", "udp-198.51.100.9:5060");
     let challenge = bobs_phone.send(&service, 300).await;
     bobs_phone.take_challenge(&challenge);
 

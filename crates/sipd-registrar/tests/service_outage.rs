@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use service_support::*;
-use sipd_registrar::Transport;
 use sipd_store::testing::fresh_store;
 use sipd_store::Store;
 use tokio::net::{TcpListener, TcpStream};
@@ -85,18 +84,8 @@ async fn outage_answers_503_and_the_service_recovers_and_resyncs() {
     let relayed = Store::connect(options).await.unwrap();
     let service = start(&relayed, "node-1").await;
 
-    let mut phone = Client::new(
-        &alice,
-        "198.51.100.7",
-        Transport::Udp,
-        "udp-198.51.100.7:5060",
-    );
-    let mut bobs_phone = Client::new(
-        &bob,
-        "198.51.100.9",
-        Transport::Udp,
-        "udp-198.51.100.9:5060",
-    );
+    let mut phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
+    let mut bobs_phone = Client::new(&bob, "198.51.100.9", "udp-198.51.100.9:5060");
     assert_eq!(phone.register(&service, 300).await.status, 200);
     let challenge = bobs_phone.send(&service, 300).await;
     bobs_phone.take_challenge(&challenge);

@@ -9,7 +9,6 @@ use std::time::{Instant, SystemTime};
 
 use service_support::*;
 use sip_message::Message;
-use sipd_registrar::Transport;
 use sipd_store::testing::fresh_store;
 
 const DEVICES: usize = 2_000;
@@ -26,7 +25,7 @@ async fn authenticated_refreshes_per_second() {
         let endpoint = endpoint(&store, account, &format!("user{n}")).await;
         let host = format!("10.{}.{}.{}", n / 65_536, n / 256 % 256, n % 256);
         let flow = format!("udp-{host}:5060");
-        let mut phone = Client::new(&endpoint, &host, Transport::Udp, &flow);
+        let mut phone = Client::new(&endpoint, &host, &flow);
         assert_eq!(phone.register(&service, 3600).await.status, 200);
         let requests = (0..REFRESHES).map(|_| phone.request(3600)).collect();
         devices.push((phone, requests));
@@ -40,7 +39,7 @@ async fn authenticated_refreshes_per_second() {
             tokio::spawn(async move {
                 for request in requests {
                     let outcome = service
-                        .handle_register(&request, phone.source.clone(), SystemTime::now())
+                        .handle_register(&request, phone.source, SystemTime::now())
                         .await;
                     assert_eq!(outcome.status, 200, "{}", text(&outcome));
                 }

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::counters::{bump, drop_one};
-use crate::flow::{FlowId, Transport};
 use crate::transports::{Shared, TransportEvent};
+use sip_message::{FlowId, Transport};
 
 /// What a connection's writer is asked to do.
 #[derive(Debug)]
@@ -222,7 +222,6 @@ impl Connection {
             .shared
             .deliver(TransportEvent::Message(crate::Inbound {
                 flow: self.flow,
-                transport: self.transport,
                 local: self.local,
                 remote: self.remote,
                 message,

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::flow::Transport;
+use sip_message::Transport;
 
 macro_rules! transport_counters {
     ($($(#[$doc:meta])* $field:ident,)*) => {
@@ -66,7 +66,7 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn of(&self, transport: Transport) -> &TransportCounters {
-        &self.transports[transport.index()]
+        &self.transports[transport as usize]
     }
 
     pub(crate) fn snapshot(&self) -> CountersSnapshot {

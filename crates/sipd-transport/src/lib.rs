@@ -44,7 +44,6 @@
 mod config;
 mod connection;
 mod counters;
-mod flow;
 mod stream;
 mod tls;
 mod transports;
@@ -53,7 +52,7 @@ mod websocket;
 
 pub use config::{CertificateFiles, Limits, TransportConfig};
 pub use counters::{CountersSnapshot, TransportStats};
-pub use flow::{FlowId, ParseFlowIdError, Transport};
+pub use sip_message::{FlowId, Transport};
 pub use tls::CertificateError;
 pub use transports::{
     FlowGone, Inbound, LocalAddrs, SendError, StartError, TransportEvent, Transports,

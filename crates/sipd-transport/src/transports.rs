@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 use crate::config::{Limits, TransportConfig};
 use crate::connection::{Connection, ConnectionSlot, ConnectionSlots, FlowEntry, Outbound};
 use crate::counters::{bump, Counters, CountersSnapshot};
-use crate::flow::{FlowId, FlowKey, Transport};
 use crate::tls::{self, CertificateError, CertificateStore};
 use crate::{stream, udp, websocket};
+use sip_message::{FlowId, Transport};
 
 /// One complete SIP message as received.
 #[derive(Debug, Clone)]
@@ -30,7 +30,6 @@ pub struct Inbound {
     /// Where to send responses (RFC 3261 §18.2.2, RFC 3581: the same connection, or the
     /// source address of a UDP request).
     pub flow: FlowId,
-    pub transport: Transport,
     /// The address the message arrived on (the listener's address for UDP).
     pub local: SocketAddr,
     /// The peer's address: the source of the datagram or the far end of the connection.
@@ -260,9 +259,9 @@ impl Transports {
     /// Sends one message to a flow: queued for the connection's writer, or sent as a
     /// datagram to a UDP flow's address. Never waits for a slow connection.
     pub async fn send(&self, flow: FlowId, message: Bytes) -> Result<(), SendError> {
-        match flow.key() {
-            FlowKey::Udp(remote) => self.send_udp(remote, message).await,
-            FlowKey::Connection { id, .. } => {
+        match flow {
+            FlowId::Udp(remote) => self.send_udp(remote, message).await,
+            FlowId::Connection { id, .. } => {
                 let result = self.enqueue(flow, id, message);
                 if result.is_err() {
                     bump(&self.shared.counters.of(flow.transport()).send_failures);
@@ -313,7 +312,7 @@ impl Transports {
     /// unregistered one closes after [`Limits::idle_timeout`] without traffic. UDP flows
     /// hold no connection, so for them this does nothing.
     pub fn set_flow_registered(&self, flow: FlowId, registered: bool) -> Result<(), FlowGone> {
-        let FlowKey::Connection { id, .. } = flow.key() else {
+        let FlowId::Connection { id, .. } = flow else {
             return Ok(());
         };
         let entry = self

@@ -11,8 +11,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, warn};
 
 use crate::counters::bump;
-use crate::flow::{FlowId, Transport};
 use crate::transports::{Inbound, Shared, TransportEvent};
+use sip_message::{FlowId, Transport};
 
 /// Largest UDP payload (65,535 minus the IPv4 and UDP headers is 65,507; IPv6 allows a few
 /// bytes more), so a buffer of this size never truncates a datagram.
@@ -67,7 +67,6 @@ pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: 
         }
         let event = TransportEvent::Message(Inbound {
             flow: FlowId::udp(remote),
-            transport: Transport::Udp,
             local,
             remote,
             message: Bytes::copy_from_slice(datagram),

@@ -26,7 +26,7 @@ async fn message_in_reply_out_on_the_same_connection() {
 
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("t1"));
-    assert_eq!(inbound.transport, Transport::Tcp);
+    assert_eq!(inbound.flow.transport(), Transport::Tcp);
     assert_eq!(inbound.flow.transport(), Transport::Tcp);
     assert_eq!(inbound.remote, client.local_addr().unwrap());
     assert_eq!(inbound.local, client.peer_addr().unwrap());

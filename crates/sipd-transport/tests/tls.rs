@@ -28,7 +28,7 @@ async fn tls_with_configured_certificate_end_to_end() {
 
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("tls1"));
-    assert_eq!(inbound.transport, Transport::Tls);
+    assert_eq!(inbound.flow.transport(), Transport::Tls);
     assert!(inbound.flow.to_string().starts_with("tls-"));
     transports
         .send(inbound.flow, response("tls1"))

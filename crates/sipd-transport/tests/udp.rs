@@ -30,7 +30,7 @@ async fn datagram_in_reply_out_to_the_source_address() {
 
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("u1"));
-    assert_eq!(inbound.transport, Transport::Udp);
+    assert_eq!(inbound.flow.transport(), Transport::Udp);
     assert_eq!(inbound.remote, client.local_addr().unwrap());
     assert_eq!(inbound.local, server);
     assert_eq!(inbound.flow, FlowId::udp(client.local_addr().unwrap()));

@@ -42,7 +42,7 @@ async fn ws_text_and_binary_messages_round_trip_in_their_frame_type() {
         .unwrap();
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("w1"));
-    assert_eq!(inbound.transport, Transport::Ws);
+    assert_eq!(inbound.flow.transport(), Transport::Ws);
     assert!(inbound.flow.to_string().starts_with("ws-"));
     transports.send(inbound.flow, response("w1")).await.unwrap();
     assert_eq!(
@@ -136,7 +136,7 @@ async fn wss_end_to_end_with_configured_certificate() {
         .unwrap();
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("s1"));
-    assert_eq!(inbound.transport, Transport::Wss);
+    assert_eq!(inbound.flow.transport(), Transport::Wss);
     transports.send(inbound.flow, response("s1")).await.unwrap();
     assert!(
         matches!(next_ws(&mut socket).await, Message::Text(text) if text.as_bytes() == &response("s1")[..])

@@ -6,15 +6,15 @@
 //! ```text
 //! RegistrarService::start(store: Store, config: ServiceConfig)
 //!     -> Result<RegistrarService, StartError>                       // Clone (Arc inside), Send + Sync
-//! service.handle_register(&request: &Message, source: RegisterSource, now: SystemTime)
+//! service.handle_register(&request: &Message, source: Source, now: SystemTime)
 //!     .await -> RegisterOutcome                                     // never fails: the answer is a SIP response
-//! service.flow_closed(flow_id: &str)                                // a connection died
+//! service.flow_closed(flow: FlowId)                                 // a connection died
 //! service.activity() -> watch::Receiver<u64>                        // changes after background work
 //! service.lookup(username: &str, now: SystemTime)
 //!     .await -> Result<Vec<Binding>, StoreError>                    // live bindings, for the proxy
 //! service.shutdown().await                                          // stop tasks, finish background commits
 //!
-//! RegisterSource  { transport: Transport, remote: SocketAddr, flow_id: String }
+//! Source          { remote: SocketAddr, flow: FlowId }
 //! RegisterOutcome { response: Bytes, status: u16, flow_registered: Option<bool> }
 //! ```
 //!
@@ -22,8 +22,7 @@
 //! resolves to the final response to send through it, once any binding change is durable.
 //! `flow_registered` is `Some(whether the REGISTER's flow carries a binding now, of this AOR
 //! or, for a connection, of any)` after an accepted REGISTER (pin or unpin the connection for
-//! keep-alive) and `None` for a refusal. `flow_id` is the transport's name for the flow
-//! (`FlowId`'s text form), for UDP too.
+//! keep-alive) and `None` for a refusal.
 //!
 //! # What it owns
 //!
@@ -60,14 +59,13 @@ mod location;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sip_message::Message;
+use sip_message::{FlowId, Message};
 use sipd_store::{
     Binding, BindingChange, BindingWriter, EndpointChange, EndpointChangeKind, EndpointChanges,
     EndpointEvent, Store, StoreError,
@@ -77,7 +75,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::response::Responder;
-use crate::{ConfigError, Registrar, RegistrarConfig, Response, Source, Start, Transport};
+use crate::{ConfigError, Registrar, RegistrarConfig, Response, Source, Start};
 use credentials::CredentialCache;
 use location::{is_connection, Location};
 
@@ -141,16 +139,6 @@ impl From<StoreError> for StartError {
     fn from(err: StoreError) -> Self {
         StartError::Store(err)
     }
-}
-
-/// Where a REGISTER came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegisterSource {
-    pub transport: Transport,
-    /// Source address of the packet or connection.
-    pub remote: SocketAddr,
-    /// The transport's name for the flow: recorded in bindings, and what `flow_closed` names.
-    pub flow_id: String,
 }
 
 /// The final response to a REGISTER.
@@ -299,7 +287,7 @@ impl RegistrarService {
     pub async fn handle_register(
         &self,
         request: &Message,
-        source: RegisterSource,
+        source: Source,
         now: SystemTime,
     ) -> RegisterOutcome {
         let now_ms = unix_ms(now);
@@ -316,7 +304,9 @@ impl RegistrarService {
 
     /// A connection flow closed: the bindings this node holds on it stop being used at once
     /// and are deleted from the database in the background.
-    pub fn flow_closed(&self, flow_id: &str) {
+    pub fn flow_closed(&self, flow: FlowId) {
+        let flow_id = flow.to_string();
+        let flow_id = flow_id.as_str();
         let inner = &self.inner;
         let endpoints = inner.location.endpoints_on_flow(flow_id);
         if endpoints.is_empty() {
@@ -391,7 +381,7 @@ impl Inner {
     async fn register(
         &self,
         request: &Message,
-        source: &RegisterSource,
+        source: &Source,
         now_ms: i64,
     ) -> Option<RegisterOutcome> {
         let start = self.registrar().start(request, now_ms);
@@ -425,14 +415,9 @@ impl Inner {
             return None;
         }
         let current = self.location.bindings(endpoint_pk);
-        let core_source = Source {
-            remote: source.remote,
-            transport: source.transport,
-            flow_id: Some(&source.flow_id),
-        };
-        let decided =
-            self.registrar()
-                .register(request, &authorized, &current, &core_source, now_ms);
+        let decided = self
+            .registrar()
+            .register(request, &authorized, &current, source, now_ms);
         let registration = match decided {
             Ok(registration) => registration,
             Err(response) => return Some(RegisterOutcome::refused(response)),
@@ -447,12 +432,12 @@ impl Inner {
         if self.location.install(endpoint_pk, &registration.bindings) {
             self.deadline_moved.notify_one();
         }
+        let flow_id = source.flow.to_string();
         Some(RegisterOutcome {
             response: registration.response.bytes,
             status: registration.response.status,
             flow_registered: Some(
-                self.location.on_flow(endpoint_pk, &source.flow_id)
-                    || self.location.flow_in_use(&source.flow_id),
+                self.location.on_flow(endpoint_pk, &flow_id) || self.location.flow_in_use(&flow_id),
             ),
         })
     }

@@ -13,7 +13,7 @@ use sip_message::auth::Challenge;
 use sip_message::{HeaderName, Message};
 use sipd_registrar::{
     Binding, BindingChange, Credentials, DigestCredentials, Registrar, RegistrarConfig,
-    Registration, Response, Source, Start, Transport,
+    Registration, Response, Source, Start,
 };
 
 pub const DOMAIN: &str = "example.com";
@@ -42,11 +42,10 @@ pub fn credentials(
     DigestCredentials::from_store(&row).unwrap()
 }
 
-pub fn source(addr: &str, flow: &'static str) -> Source<'static> {
+pub fn source(addr: &str, flow: &str) -> Source {
     Source {
         remote: addr.parse::<SocketAddr>().unwrap(),
-        transport: Transport::Tcp,
-        flow_id: Some(flow),
+        flow: flow.parse().unwrap(),
     }
 }
 
@@ -214,7 +213,7 @@ pub struct Fixture {
     pub users: Vec<DigestCredentials>,
     pub store: Vec<Binding>,
     pub now: i64,
-    pub source: Source<'static>,
+    pub source: Source,
     pub algorithm: &'static str,
     /// The client's current nonce and its last nonce-count.
     pub nonce: Option<String>,
@@ -239,7 +238,7 @@ impl Fixture {
             ],
             store: Vec::new(),
             now: T0,
-            source: source("203.0.113.7:40000", "flow-a"),
+            source: source("203.0.113.7:40000", "tcp-1"),
             algorithm: "SHA-256",
             nonce: None,
             nc: 0,

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use sip_message::auth::Challenge;
 use sip_message::{HeaderName, Message};
-use sipd_registrar::service::{RegisterOutcome, RegisterSource, RegistrarService, ServiceConfig};
-use sipd_registrar::{RegistrarConfig, Transport};
+use sipd_registrar::service::{RegisterOutcome, RegistrarService, ServiceConfig};
+use sipd_registrar::{RegistrarConfig, Source};
 use sipd_store::testing::TEST_REALM;
 use sipd_store::{EndpointPatch, NewAccount, NewEndpoint, Scope, Store};
 
@@ -112,7 +112,7 @@ pub struct Client {
     pub contact: String,
     pub call_id: String,
     pub cseq: u32,
-    pub source: RegisterSource,
+    pub source: Source,
     /// Further header lines (without CRLF), e.g. `Supported: outbound`.
     pub headers: Vec<String>,
     nonce: Option<String>,
@@ -120,24 +120,17 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
-        endpoint: &Endpoint,
-        contact_host: &str,
-        transport: Transport,
-        flow_id: &str,
-    ) -> Client {
+    pub fn new(endpoint: &Endpoint, contact_host: &str, flow_id: &str) -> Client {
         let remote: SocketAddr = format!("{contact_host}:5060").parse().unwrap();
+        let flow: sip_message::FlowId = flow_id.parse().unwrap();
+        let transport = flow.transport();
         Client {
             username: endpoint.username.clone(),
             password: endpoint.password.clone(),
             contact: format!("<sip:{}@{remote};transport={transport}>", endpoint.username),
             call_id: format!("call-{}-{contact_host}", endpoint.username),
             cseq: 0,
-            source: RegisterSource {
-                transport,
-                remote,
-                flow_id: flow_id.to_owned(),
-            },
+            source: Source { remote, flow },
             headers: Vec::new(),
             nonce: None,
             nc: 0,
@@ -158,7 +151,7 @@ impl Client {
              Contact: {}\r\n\
              Expires: {expires}\r\n\
              User-Agent: test-phone/1.0\r\n",
-            self.source.transport.as_str().to_ascii_uppercase(),
+            self.source.flow.transport().via_token(),
             self.source.remote,
             self.call_id,
             self.cseq,
@@ -211,7 +204,7 @@ impl Client {
     pub async fn send(&mut self, service: &RegistrarService, expires: u32) -> RegisterOutcome {
         let request = self.request(expires);
         service
-            .handle_register(&request, self.source.clone(), SystemTime::now())
+            .handle_register(&request, self.source, SystemTime::now())
             .await
     }
 

@@ -143,7 +143,7 @@ async fn distribute(
                     let _ = shard.send(inbound).await;
                 }
             }
-            Some(TransportEvent::FlowClosed(flow)) => registrar.flow_closed(&flow.to_string()),
+            Some(TransportEvent::FlowClosed(flow)) => registrar.flow_closed(flow),
             None => break,
         }
     }

@@ -5,13 +5,14 @@
 use super::answer::{self, Identity};
 use super::{malformed, via};
 use bytes::Bytes;
+use sip_message::FlowId;
 use sip_message::Message;
 use sip_transaction::{
-    CancelTarget, Flow, Output, ReceiveError, TransactionId, TransactionLayer, Transmit,
+    CancelTarget, Output, ReceiveError, TransactionId, TransactionLayer, Transmit,
 };
-use sipd_registrar::service::{RegisterOutcome, RegisterSource, RegistrarService};
-use sipd_transport::{FlowId, Inbound, Transport, Transports};
-use std::collections::HashMap;
+use sipd_registrar::service::{RegisterOutcome, RegistrarService};
+use sipd_registrar::Source;
+use sipd_transport::{Inbound, Transports};
 use std::future::pending;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,7 +35,6 @@ pub struct Context {
 #[derive(Debug, Clone, Copy)]
 struct Arrival {
     flow: FlowId,
-    transport: Transport,
     remote: SocketAddr,
     local: SocketAddr,
 }
@@ -49,10 +49,6 @@ struct Completion {
 pub struct Shard {
     context: Arc<Context>,
     layer: TransactionLayer,
-    /// The connection flow of each live server transaction that arrived on one (the layer
-    /// only knows addresses). A UDP flow is its remote address, so UDP transactions, which
-    /// outlive their response by Timer J, need no entry.
-    flows: HashMap<TransactionId, FlowId>,
     completions: mpsc::UnboundedSender<Completion>,
     /// REGISTERs handed to the registrar and not answered yet.
     pending_registers: usize,
@@ -72,7 +68,6 @@ impl Shard {
         let mut shard = Shard {
             context,
             layer,
-            flows: HashMap::new(),
             completions,
             pending_registers: 0,
             next_tag: 0,
@@ -107,11 +102,11 @@ impl Shard {
     async fn handle_inbound(&mut self, inbound: Inbound) {
         let Inbound {
             flow,
-            transport,
             local,
             remote,
             message: raw,
         } = inbound;
+        let transport = flow.transport();
         let message = match Message::parse(raw.clone()) {
             Ok(message) => message,
             Err(error) => {
@@ -148,15 +143,7 @@ impl Shard {
             return;
         }
         let message = via::stamp_received(&message, remote).unwrap_or(message);
-        let layer_flow = Flow {
-            transport: layer_transport(transport),
-            local,
-            remote,
-        };
-        match self
-            .layer
-            .handle_message(message, layer_flow, Instant::now())
-        {
+        match self.layer.handle_message(message, flow, Instant::now()) {
             Ok(()) => {}
             Err(ReceiveError::Overloaded(request)) => {
                 warn!(%flow, "transaction limit reached: 503");
@@ -174,7 +161,6 @@ impl Shard {
         }
         let arrival = Arrival {
             flow,
-            transport,
             remote,
             local,
         };
@@ -197,7 +183,6 @@ impl Shard {
                     ..
                 } => {
                     let Some(arrival) = arrival else { continue };
-                    self.remember_flow(transaction, arrival);
                     if answer::is_register(request.method()) {
                         self.start_register(transaction, request, arrival);
                     } else {
@@ -218,8 +203,9 @@ impl Shard {
                     target,
                     ..
                 } => {
-                    let Some(arrival) = arrival else { continue };
-                    self.remember_flow(transaction, arrival);
+                    if arrival.is_none() {
+                        continue;
+                    }
                     // No INVITE is ever left pending (they get 405), so a matching CANCEL
                     // only needs its own 200.
                     let status = match target {
@@ -230,11 +216,9 @@ impl Shard {
                     let response = request.response(status).to_tag(&tag).build_bytes();
                     self.respond(transaction, response);
                 }
-                Output::Terminated { transaction, .. } => {
-                    self.flows.remove(&transaction);
-                }
                 // ACKs end our 405s and are never answered; responses cannot arrive yet.
-                Output::Ack { .. }
+                Output::Terminated { .. }
+                | Output::Ack { .. }
                 | Output::Response { .. }
                 | Output::StrayResponse { .. }
                 | Output::TransportError { .. } => {}
@@ -242,29 +226,14 @@ impl Shard {
         }
     }
 
-    fn remember_flow(&mut self, transaction: TransactionId, arrival: Arrival) {
-        if arrival.transport.is_reliable() {
-            self.flows.insert(transaction, arrival.flow);
-        }
-    }
-
     /// Hands the REGISTER to the registrar; its answer comes back through `completions`.
     fn start_register(&mut self, transaction: TransactionId, request: Message, arrival: Arrival) {
-        let Arrival {
-            flow,
-            transport,
-            remote,
-            ..
-        } = arrival;
+        let Arrival { flow, remote, .. } = arrival;
         self.pending_registers += 1;
         let registrar = self.context.registrar.clone();
         let completions = self.completions.clone();
         tokio::spawn(async move {
-            let source = RegisterSource {
-                transport: registrar_transport(transport),
-                remote,
-                flow_id: flow.to_string(),
-            };
+            let source = Source { remote, flow };
             let outcome = registrar
                 .handle_register(&request, source, SystemTime::now())
                 .await;
@@ -287,7 +256,7 @@ impl Shard {
             if registered && pinned.is_err() {
                 // The connection closed while the registrar committed: its FlowClosed went
                 // by before this binding existed, so drop the binding now.
-                self.context.registrar.flow_closed(&done.flow.to_string());
+                self.context.registrar.flow_closed(done.flow);
             }
         }
         self.respond(done.transaction, done.outcome.response);
@@ -324,14 +293,7 @@ impl Shard {
     }
 
     async fn transmit(&mut self, transmit: Transmit) {
-        let flow = if transmit.flow.transport.is_reliable() {
-            let Some(flow) = self.flows.get(&transmit.transaction) else {
-                return;
-            };
-            *flow
-        } else {
-            FlowId::udp(transmit.flow.remote)
-        };
+        let flow = transmit.flow;
         if let Err(error) = self.context.transports.send(flow, transmit.payload).await {
             debug!(%flow, %error, "SIP send failed");
             self.layer.handle_transport_error(transmit.transaction);
@@ -369,24 +331,4 @@ fn header_safe(text: &str) -> String {
         })
         .take(160)
         .collect()
-}
-
-fn layer_transport(transport: Transport) -> sip_transaction::Transport {
-    match transport {
-        Transport::Udp => sip_transaction::Transport::Udp,
-        Transport::Tcp => sip_transaction::Transport::Tcp,
-        Transport::Tls => sip_transaction::Transport::Tls,
-        Transport::Ws => sip_transaction::Transport::Ws,
-        Transport::Wss => sip_transaction::Transport::Wss,
-    }
-}
-
-fn registrar_transport(transport: Transport) -> sipd_registrar::Transport {
-    match transport {
-        Transport::Udp => sipd_registrar::Transport::Udp,
-        Transport::Tcp => sipd_registrar::Transport::Tcp,
-        Transport::Tls => sipd_registrar::Transport::Tls,
-        Transport::Ws => sipd_registrar::Transport::Ws,
-        Transport::Wss => sipd_registrar::Transport::Wss,
-    }
 }
