@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError};
 use crate::header::HeaderName;
-use crate::message::Message;
+use crate::message::{Header, Message};
 use crate::scan::CommaSplit;
 use crate::values::{reason_phrase, Method};
 use crate::via::Via;
@@ -140,8 +140,10 @@ pub struct ForwardBuilder<'a> {
     received_from: Option<(IpAddr, u16)>,
     record_routes: Vec<String>,
     paths: Vec<String>,
-    remove_top_route: bool,
+    pushed_routes: Vec<String>,
+    routes_removed: usize,
     removed: Vec<String>,
+    removed_lines: Vec<usize>,
     added: Vec<(String, Vec<u8>)>,
     body: Option<Vec<u8>>,
 }
@@ -181,8 +183,30 @@ impl<'a> ForwardBuilder<'a> {
     }
 
     /// Removes the first Route value (the proxy's own, RFC 3261 §16.4).
-    pub fn remove_top_route(mut self) -> Self {
-        self.remove_top_route = true;
+    pub fn remove_top_route(self) -> Self {
+        self.remove_top_routes(1)
+    }
+
+    /// Removes the first `count` Route values, across Route lines (a proxy that
+    /// record-routed twice, RFC 5658, removes both of its own).
+    pub fn remove_top_routes(mut self, count: usize) -> Self {
+        self.routes_removed = count;
+        self
+    }
+
+    /// Adds a Route value (e.g. `<sip:edge.example.com;lr>`) above the
+    /// request's own Route values, after the removed ones are gone. Called
+    /// several times, the values appear in call order (RFC 3327: a Path set
+    /// becomes the Route set of requests to the registered contact).
+    pub fn push_route(mut self, value: &str) -> Self {
+        self.pushed_routes.push(value.to_owned());
+        self
+    }
+
+    /// Removes one header line of the request, e.g. the Proxy-Authorization
+    /// answering this proxy's own challenge (RFC 3261 §22.3).
+    pub fn remove_line(mut self, header: &Header<'_>) -> Self {
+        self.removed_lines.push(header.offset);
         self
     }
 
@@ -282,13 +306,16 @@ impl<'a> ForwardBuilder<'a> {
         if let Some(via) = &self.new_via {
             write_header(&mut out, b"Via", via.as_bytes());
         }
-        let (mut seen_via, mut seen_max_forwards, mut seen_route) = (false, false, false);
+        let (mut seen_via, mut seen_max_forwards) = (false, false);
         let (mut record_routes_written, mut paths_written) = (false, false);
+        let mut routes_written = self.pushed_routes.is_empty();
+        let mut routes_to_remove = self.routes_removed;
         for header in request.headers() {
-            if self
-                .removed
-                .iter()
-                .any(|name| same_header(header.name, header.raw_name, name))
+            if self.removed_lines.contains(&header.offset)
+                || self
+                    .removed
+                    .iter()
+                    .any(|name| same_header(header.name, header.raw_name, name))
             {
                 continue;
             }
@@ -315,16 +342,24 @@ impl<'a> ForwardBuilder<'a> {
                     );
                     continue;
                 }
-                HeaderName::Route if self.remove_top_route && !seen_route => {
-                    seen_route = true;
-                    let rest: Vec<&[u8]> = CommaSplit::new(header.value, header.offset)
-                        .skip(1)
-                        .map(|(v, _)| v)
-                        .collect();
-                    if !rest.is_empty() {
-                        write_header(&mut out, header.raw_name, &rest.join(&b", "[..]));
+                HeaderName::Route => {
+                    if !routes_written {
+                        routes_written = true;
+                        for value in &self.pushed_routes {
+                            write_header(&mut out, b"Route", value.as_bytes());
+                        }
                     }
-                    continue;
+                    if routes_to_remove > 0 {
+                        let values: Vec<&[u8]> = CommaSplit::new(header.value, header.offset)
+                            .map(|(v, _)| v)
+                            .collect();
+                        let dropped = routes_to_remove.min(values.len());
+                        routes_to_remove -= dropped;
+                        if let Some(rest) = values.get(dropped..).filter(|rest| !rest.is_empty()) {
+                            write_header(&mut out, header.raw_name, &rest.join(&b", "[..]));
+                        }
+                        continue;
+                    }
                 }
                 HeaderName::RecordRoute if !record_routes_written => {
                     record_routes_written = true;
@@ -351,6 +386,11 @@ impl<'a> ForwardBuilder<'a> {
         if !seen_max_forwards && !caller_handles_max_forwards {
             write_header(&mut out, b"Max-Forwards", b"70");
         }
+        if !routes_written {
+            for value in &self.pushed_routes {
+                write_header(&mut out, b"Route", value.as_bytes());
+            }
+        }
         if !record_routes_written {
             for value in &self.record_routes {
                 write_header(&mut out, b"Record-Route", value.as_bytes());
@@ -366,6 +406,69 @@ impl<'a> ForwardBuilder<'a> {
                 continue;
             }
             write_header(&mut out, name.as_bytes(), value);
+        }
+        finish(&mut out, body);
+        Ok(out)
+    }
+}
+
+/// Builds the response a proxy forwards upstream (from
+/// [`Message::forward_response`]): the received response without its top Via
+/// value, the proxy's own (RFC 3261 §16.7 step 3). Every other line is copied
+/// byte for byte, in order.
+#[derive(Debug, Clone)]
+pub struct ResponseForwardBuilder<'a> {
+    response: &'a Message,
+    added: Vec<(String, Vec<u8>)>,
+}
+
+impl ResponseForwardBuilder<'_> {
+    /// Appends a header line, e.g. challenges merged from other branches
+    /// (§16.7 step 7). A Content-Length given here is ignored.
+    pub fn add_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.added.push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// The forwarded response. Fails for a request, or a response whose top Via
+    /// does not parse.
+    pub fn build(&self) -> Result<Vec<u8>, ParseError> {
+        let response = self.response;
+        let (Some(status), Some(reason)) = (response.status(), response.reason()) else {
+            return Err(ParseError::new(ErrorKind::WrongMessageType, 0));
+        };
+        let body = response.body();
+        let mut out = Vec::with_capacity(response.as_bytes().len());
+        let _ = write!(ByteWriter(&mut out), "SIP/2.0 {status} ");
+        out.extend_from_slice(reason);
+        out.extend_from_slice(b"\r\n");
+        let mut via_removed = false;
+        for header in response.headers() {
+            match header.name {
+                HeaderName::Via if !via_removed => {
+                    via_removed = true;
+                    let rest: Vec<&[u8]> = CommaSplit::new(header.value, header.offset)
+                        .skip(1)
+                        .map(|(v, _)| v)
+                        .collect();
+                    if !rest.is_empty() {
+                        write_header(&mut out, header.raw_name, &rest.join(&b", "[..]));
+                    }
+                    continue;
+                }
+                HeaderName::ContentLength => continue,
+                _ => {}
+            }
+            out.extend_from_slice(header.line);
+            out.extend_from_slice(b"\r\n");
+        }
+        if !via_removed {
+            return Err(ParseError::new(ErrorKind::MissingHeader, 0).in_header(HeaderName::Via));
+        }
+        for (name, value) in &self.added {
+            if HeaderName::from_bytes(name.as_bytes()) != HeaderName::ContentLength {
+                write_header(&mut out, name.as_bytes(), value);
+            }
         }
         finish(&mut out, body);
         Ok(out)
@@ -451,10 +554,20 @@ impl Message {
             received_from: None,
             record_routes: Vec::new(),
             paths: Vec::new(),
-            remove_top_route: false,
+            pushed_routes: Vec::new(),
+            routes_removed: 0,
             removed: Vec::new(),
+            removed_lines: Vec::new(),
             added: Vec::new(),
             body: None,
+        }
+    }
+
+    /// Starts the response a proxy forwards upstream from this received response.
+    pub fn forward_response(&self) -> ResponseForwardBuilder<'_> {
+        ResponseForwardBuilder {
+            response: self,
+            added: Vec::new(),
         }
     }
 
@@ -751,6 +864,93 @@ mod tests {
         assert_eq!(cancel.cseq().unwrap().seq, 2);
         assert_eq!(cancel.cseq().unwrap().method, Method::Cancel);
         cancel.validate().unwrap();
+    }
+
+    #[test]
+    fn forward_removes_and_pushes_routes() {
+        let request = invite();
+        let bytes = request
+            .forward()
+            .remove_top_routes(2)
+            .push_route("<sip:edge1.example.com;lr>")
+            .push_route("<sip:edge2.example.com;lr>")
+            .build()
+            .unwrap();
+        let forwarded = Message::parse_slice(&bytes).unwrap();
+        let routes: Vec<_> = forwarded
+            .routes()
+            .map(|r| r.unwrap().uri().as_str())
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "sip:edge1.example.com;lr",
+                "sip:edge2.example.com;lr",
+                "sip:last.example.com;lr"
+            ]
+        );
+        // More removed than present: all gone; pushed ones still written.
+        let bytes = request
+            .forward()
+            .remove_top_routes(9)
+            .push_route("<sip:only.example.com;lr>")
+            .build()
+            .unwrap();
+        let forwarded = Message::parse_slice(&bytes).unwrap();
+        let routes: Vec<_> = forwarded
+            .routes()
+            .map(|r| r.unwrap().uri().as_str())
+            .collect();
+        assert_eq!(routes, ["sip:only.example.com;lr"]);
+    }
+
+    #[test]
+    fn forward_removes_single_lines() {
+        let text = INVITE.replace(
+            "X-Odd :  ;;,,  odd\r\n",
+            "Proxy-Authorization: Digest realm=\"a\"\r\nProxy-Authorization: Digest realm=\"b\"\r\n",
+        );
+        let request = Message::parse_slice(text.as_bytes()).unwrap();
+        let ours = request
+            .headers()
+            .find(|h| h.value.ends_with(b"\"a\""))
+            .unwrap();
+        let bytes = request.forward().remove_line(&ours).build().unwrap();
+        let forwarded = Message::parse_slice(&bytes).unwrap();
+        assert_eq!(
+            forwarded
+                .headers_named(HeaderName::ProxyAuthorization)
+                .collect::<Vec<_>>(),
+            [&b"Digest realm=\"b\""[..]]
+        );
+    }
+
+    #[test]
+    fn forwarded_response_loses_only_the_top_via() {
+        let request = invite();
+        let response = Message::parse_slice(
+            &request
+                .response(180)
+                .to_tag("t")
+                .header("Record-Route", "<sip:p.example.com;lr>")
+                .build(),
+        )
+        .unwrap();
+        let bytes = response
+            .forward_response()
+            .add_header("Proxy-Authenticate", "Digest realm=\"x\", nonce=\"n\"")
+            .build()
+            .unwrap();
+        let forwarded = Message::parse_slice(&bytes).unwrap();
+        assert_eq!(forwarded.status(), Some(180));
+        assert_eq!(forwarded.reason(), Some(&b"Ringing"[..]));
+        let vias: Vec<_> = forwarded.vias().map(|v| v.unwrap().branch()).collect();
+        assert_eq!(vias, [Some("z9hG4bK0"), Some("z9hG4bKorigin")]);
+        assert_eq!(forwarded.to_tag(), Some("t"));
+        assert_eq!(forwarded.record_routes().count(), 1);
+        assert!(forwarded.header(HeaderName::ProxyAuthenticate).is_some());
+        forwarded.validate().unwrap();
+        assert!(request.forward_response().build().is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@
 //!   status code to answer with ([`Rejection`]).
 //! * Building: [`Message::response`] ([`ResponseBuilder`], RFC 3261 §8.2.6),
 //!   [`Message::forward`] ([`ForwardBuilder`], proxying),
+//!   [`Message::forward_response`] ([`ResponseForwardBuilder`], relaying a
+//!   response upstream),
 //!   [`Message::ack_for`] (ACK for a non-2xx final response),
 //!   [`Message::cancel`] (CANCEL), [`RequestBuilder`] (new requests).
 //! * URIs: [`Uri::parse`], [`SipUri`] (with [`SipUri::equivalent`]),
@@ -53,7 +55,7 @@ pub mod auth;
 pub mod framer;
 
 pub use addr::{Contact, ContactAddr, DisplayName, NameAddr};
-pub use builder::{ForwardBuilder, RequestBuilder, ResponseBuilder};
+pub use builder::{ForwardBuilder, RequestBuilder, ResponseBuilder, ResponseForwardBuilder};
 pub use error::{ErrorKind, ParseError};
 pub use flow::{FlowId, ParseFlowIdError, Transport};
 pub use header::HeaderName;
