@@ -1,4 +1,5 @@
-//! What the binary tells the transports: where to listen, which certificate, which limits.
+//! What the binary tells the transports: where to listen, which certificate, whom to trust
+//! when connecting out, which limits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct TransportConfig {
     pub certificate: Option<CertificateFiles>,
     /// The SIP domain, named by a generated self-signed certificate.
     pub domain: String,
+    /// Certificate verification of the TLS connections sipd opens
+    /// ([`crate::Transports::connect`]).
+    pub tls_client: TlsClientConfig,
     /// How often the certificate files are checked for changes; zero: never (they are also
     /// re-read on SIGHUP).
     pub certificate_poll_interval: Duration,
@@ -35,6 +39,7 @@ pub struct TransportConfig {
     /// Capacity of the channel carrying [`crate::TransportEvent`]s to the core. When it is
     /// full, stream connections stop reading (backpressure) and UDP datagrams are dropped.
     pub event_queue_capacity: usize,
+    /// Sizes, counts and times.
     pub limits: Limits,
 }
 
@@ -49,6 +54,7 @@ impl Default for TransportConfig {
             ws: None,
             certificate: None,
             domain: "localhost".to_owned(),
+            tls_client: TlsClientConfig::default(),
             certificate_poll_interval: Duration::from_secs(5),
             udp_receive_buffer: 4 * 1024 * 1024,
             event_queue_capacity: 8192,
@@ -66,6 +72,28 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
+/// How the servers sipd connects to over TLS are verified. Their certificate must chain to a
+/// public root (Mozilla's list, built in) or to a certificate of `ca_file`, and name the
+/// destination's server name (or its IP address when it has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClientConfig {
+    /// PEM file of extra trust anchors, for servers with certificates from a private CA
+    /// (default none). Read once, at start.
+    pub ca_file: Option<PathBuf>,
+    /// Verify server certificates (default `true`). `false` accepts any certificate, which
+    /// anyone on the path can impersonate: for labs only; a warning is logged at start.
+    pub verify: bool,
+}
+
+impl Default for TlsClientConfig {
+    fn default() -> Self {
+        TlsClientConfig {
+            ca_file: None,
+            verify: true,
+        }
+    }
+}
+
 /// Every size, count and time limit of the transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -76,16 +104,20 @@ pub struct Limits {
     pub max_header_section_size: usize,
     /// Largest number of header fields of a message on a stream.
     pub max_header_count: usize,
-    /// Connections (TCP, TLS, WS, WSS together) from one IP address.
+    /// Connections (TCP, TLS, WS, WSS together) from one IP address. Connections sipd opens
+    /// itself do not count here, so that a peer holding its quota of connections to sipd
+    /// cannot keep sipd from connecting to it.
     pub max_connections_per_ip: usize,
-    /// Connections in total.
+    /// Connections in total, accepted and opened by sipd.
     pub max_connections: usize,
     /// A connection carrying no registration is closed after this long without traffic.
     pub idle_timeout: Duration,
     /// A connection carrying a registration is closed after this long with nothing received
     /// (no message, no keep-alive) nor sent.
     pub registered_idle_timeout: Duration,
-    /// Time allowed for the TLS handshake (TLS and WSS).
+    /// Time allowed to establish a TCP connection sipd opens (before any TLS handshake).
+    pub connect_timeout: Duration,
+    /// Time allowed for the TLS handshake (TLS and WSS, accepted and opened).
     pub tls_handshake_timeout: Duration,
     /// Time allowed for the WebSocket upgrade (WS and WSS).
     pub websocket_handshake_timeout: Duration,
@@ -111,6 +143,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             // Clients without RFC 5626 keep-alives may only re-REGISTER hourly.
             registered_idle_timeout: Duration::from_secs(3900),
+            connect_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),
             websocket_handshake_timeout: Duration::from_secs(10),
             websocket_max_frame_size: 64 * 1024,

@@ -1,5 +1,6 @@
-//! What every connection flow (TCP, TLS, WS, WSS) shares: limits on how many may be open,
-//! the flow table that `send` and pinning look up, idleness, and the orderly end.
+//! What every connection flow (TCP, TLS, WS, WSS), accepted or opened, shares: limits on how
+//! many may be open, the flow table that `send` and pinning look up, the index that
+//! `connect` reuses connections from, idleness, and the orderly end.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::counters::{bump, drop_one};
+use crate::outbound::Destination;
 use crate::transports::{Shared, TransportEvent};
 use sip_message::{FlowId, Transport};
 
@@ -33,7 +35,7 @@ pub(crate) struct FlowEntry {
     pub(crate) registered: Arc<watch::Sender<bool>>,
 }
 
-/// Counts open connections per source IP and in total.
+/// Counts open connections per source IP (accepted ones) and in total.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionSlots {
     per_ip: DashMap<IpAddr, usize>,
@@ -43,31 +45,42 @@ pub(crate) struct ConnectionSlots {
 /// One counted connection; frees its place when dropped.
 pub(crate) struct ConnectionSlot {
     slots: Arc<ConnectionSlots>,
-    ip: IpAddr,
+    /// The peer's address for an accepted connection, counted per IP.
+    ip: Option<IpAddr>,
 }
 
 impl ConnectionSlots {
-    /// A place for a connection from `ip`, or `None` if a limit is reached.
+    /// A place for a connection accepted from `ip`, or `None` if a limit is reached.
     pub(crate) fn try_acquire(
         self: &Arc<Self>,
         ip: IpAddr,
         max_per_ip: usize,
         max_total: usize,
     ) -> Option<ConnectionSlot> {
+        let mut slot = self.try_acquire_outbound(max_total)?;
+        let mut count = self.per_ip.entry(ip).or_insert(0);
+        if *count >= max_per_ip {
+            // Dropping the slot gives its place in the total back.
+            return None;
+        }
+        *count += 1;
+        slot.ip = Some(ip);
+        Some(slot)
+    }
+
+    /// A place for a connection sipd opens, counted in the total only (see
+    /// [`crate::Limits::max_connections_per_ip`]), or `None` if the total is reached.
+    pub(crate) fn try_acquire_outbound(
+        self: &Arc<Self>,
+        max_total: usize,
+    ) -> Option<ConnectionSlot> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        let mut count = self.per_ip.entry(ip).or_insert(0);
-        if *count >= max_per_ip {
-            drop(count);
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        *count += 1;
         Some(ConnectionSlot {
             slots: self.clone(),
-            ip,
+            ip: None,
         })
     }
 }
@@ -75,11 +88,43 @@ impl ConnectionSlots {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.slots.total.fetch_sub(1, Ordering::AcqRel);
-        if let Entry::Occupied(mut entry) = self.slots.per_ip.entry(self.ip) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        if let Entry::Occupied(mut entry) = self.slots.per_ip.entry(ip) {
             *entry.get_mut() -= 1;
             if *entry.get() == 0 {
                 entry.remove();
             }
+        }
+    }
+}
+
+/// Who opened a connection.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// The peer, on one of the listeners.
+    Accepted,
+    /// sipd, to this destination.
+    Opened(Destination),
+}
+
+/// What [`crate::Transports::connect`] finds an open connection by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ReuseKey {
+    /// A connection sipd opened to this destination (as normalized by `connect`).
+    Opened(Destination),
+    /// A TCP or TLS connection accepted from this address.
+    Accepted(Transport, SocketAddr),
+}
+
+impl ReuseKey {
+    /// The key of a connection; `None` for WebSockets, which sipd never connects to.
+    fn of(origin: Origin, transport: Transport, remote: SocketAddr) -> Option<ReuseKey> {
+        match origin {
+            Origin::Opened(destination) => Some(ReuseKey::Opened(destination)),
+            Origin::Accepted if transport.is_websocket() => None,
+            Origin::Accepted => Some(ReuseKey::Accepted(transport, remote)),
         }
     }
 }
@@ -165,6 +210,8 @@ pub(crate) struct Connection {
     /// For the reader to queue keep-alive answers.
     pub(crate) queue: mpsc::Sender<Outbound>,
     registered: watch::Receiver<bool>,
+    /// Its entry in the reuse index, removed on close.
+    reuse: Option<ReuseKey>,
     /// Held as long as the connection runs (the table entry goes first on close), so the
     /// receiver above never sees the channel end.
     _registered_sender: Arc<watch::Sender<bool>>,
@@ -172,13 +219,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Enters the flow in the table; returns it with the receiving end of its send queue.
+    /// Enters the flow in the table and the reuse index; returns it with the receiving end of
+    /// its send queue.
     pub(crate) fn open(
         shared: Arc<Shared>,
         transport: Transport,
         local: SocketAddr,
         remote: SocketAddr,
         slot: ConnectionSlot,
+        origin: Origin,
     ) -> (Connection, mpsc::Receiver<Outbound>) {
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let flow = FlowId::connection(transport, id);
@@ -195,8 +244,15 @@ impl Connection {
         );
         let counters = shared.counters.of(transport);
         bump(&counters.connections_open);
-        bump(&counters.connections_accepted);
-        debug!(%flow, %remote, "connection open");
+        bump(match origin {
+            Origin::Accepted => &counters.connections_accepted,
+            Origin::Opened(_) => &counters.connections_opened,
+        });
+        debug!(%flow, %remote, ?origin, "connection open");
+        let reuse = ReuseKey::of(origin, transport, remote);
+        if let Some(key) = &reuse {
+            shared.reuse.insert(key.clone(), id);
+        }
         let activity = Activity::new();
         activity.touch();
         let connection = Connection {
@@ -209,6 +265,7 @@ impl Connection {
             activity,
             queue,
             registered,
+            reuse,
             _registered_sender: registered_sender,
             slot,
         };
@@ -269,6 +326,10 @@ impl Connection {
         F: Future<Output = ()>,
     {
         self.shared.flows.remove(&self.id);
+        if let Some(key) = &self.reuse {
+            // A newer connection may have taken the key meanwhile.
+            self.shared.reuse.remove_if(key, |_, id| *id == self.id);
+        }
         queue.close();
         if reason.is_orderly() {
             let mut pending = Vec::new();

@@ -49,9 +49,15 @@ transport_counters! {
     connections_open,
     /// Connections accepted (handshakes completed) since start.
     connections_accepted,
+    /// Connections sipd opened ([`crate::Transports::connect`]; handshakes completed) since
+    /// start.
+    connections_opened,
     /// Connections refused by the connection limits.
     connections_rejected,
-    /// TLS or WebSocket handshakes that failed or timed out.
+    /// Connections sipd failed to open: refused, unreachable, timed out, TLS handshake failed,
+    /// or the connection limit reached.
+    connect_failures,
+    /// TLS or WebSocket handshakes that failed or timed out, accepted and opened.
     handshake_failures,
     /// Connections closed for idleness.
     idle_closes,

@@ -44,14 +44,16 @@
 mod config;
 mod connection;
 mod counters;
+mod outbound;
 mod stream;
 mod tls;
 mod transports;
 mod udp;
 mod websocket;
 
-pub use config::{CertificateFiles, Limits, TransportConfig};
+pub use config::{CertificateFiles, Limits, TlsClientConfig, TransportConfig};
 pub use counters::{CountersSnapshot, TransportStats};
+pub use outbound::{ConnectError, Destination};
 pub use sip_message::{FlowId, Transport};
 pub use tls::CertificateError;
 pub use transports::{

@@ -1,21 +1,29 @@
 //! The certificate for TLS and WSS: loaded from PEM files or generated self-signed, and
 //! swapped without a restart. New handshakes use the certificate current when they start.
+//! Also the client side of the TLS connections sipd opens: whom it trusts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{
+    ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::rustls::{self, version};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{
+    self, version, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{error, info, warn};
 
-use crate::config::CertificateFiles;
+use crate::config::{CertificateFiles, TlsClientConfig};
 use crate::counters::bump;
 use crate::transports::Shared;
 
@@ -181,6 +189,96 @@ fn self_signed(domain: &str, provider: &CryptoProvider) -> Result<CertifiedKey, 
     let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     CertifiedKey::from_der(vec![generated.cert.der().clone()], key, provider)
         .map_err(|error| CertificateError::SelfSigned(error.to_string()))
+}
+
+/// The connector for the TLS connections sipd opens. Verifying: Mozilla's public roots
+/// (webpki-roots: the same trust on every host and in every image, updated with the crate)
+/// plus the certificates of `ca_file`. Not verifying: any certificate, with a warning.
+pub(crate) fn connector(config: &TlsClientConfig) -> Result<TlsConnector, CertificateError> {
+    let provider = Arc::new(ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(CertificateError::Tls)?;
+    let client = if config.verify {
+        let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &config.ca_file {
+            add_trust_anchors(&mut roots, path)?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        warn!(
+            "TLS certificate verification is off for outbound connections: any server, or \
+             anyone on the path, is accepted. For labs only"
+        );
+        let verifier = AcceptAnyCertificate(provider.signature_verification_algorithms);
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    Ok(TlsConnector::from(Arc::new(client)))
+}
+
+/// Adds every certificate of a PEM file as a trust anchor.
+fn add_trust_anchors(roots: &mut RootCertStore, path: &Path) -> Result<(), CertificateError> {
+    let pem_error = |reason: String| CertificateError::Pem {
+        path: path.to_owned(),
+        what: "CA certificate",
+        reason,
+    };
+    let pem = read(path)?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(pem_error("no CERTIFICATE section".to_owned()));
+    }
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|error| pem_error(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Accepts any server certificate; still checks that the server holds its key, as the
+/// handshake requires.
+#[derive(Debug)]
+struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, certificate, signature, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, certificate, signature, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
 }
 
 /// What identifies a version of the files: a changed modification time or size means a

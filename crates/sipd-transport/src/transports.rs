@@ -1,4 +1,5 @@
-//! Starting the listeners, the handle the core uses (send, pinning, counters), and shutdown.
+//! Starting the listeners, the handle the core uses (send, connect, pinning, counters), and
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,8 +19,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Limits, TransportConfig};
-use crate::connection::{Connection, ConnectionSlot, ConnectionSlots, FlowEntry, Outbound};
+use crate::connection::{
+    Connection, ConnectionSlot, ConnectionSlots, FlowEntry, Origin, Outbound, ReuseKey,
+};
 use crate::counters::{bump, Counters, CountersSnapshot};
+use crate::outbound::{self, ConnectError, Connector, Destination};
 use crate::tls::{self, CertificateError, CertificateStore};
 use crate::{stream, udp, websocket};
 use sip_message::{FlowId, Transport};
@@ -68,6 +72,9 @@ pub enum StartError {
     },
     #[error("TLS certificate: {0}")]
     Certificate(#[from] CertificateError),
+    /// The trust anchors for outbound TLS ([`crate::TlsClientConfig::ca_file`]).
+    #[error("outbound TLS trust anchors: {0}")]
+    TrustAnchors(CertificateError),
     #[error("cannot listen for SIGHUP (certificate reload): {0}")]
     Signal(std::io::Error),
 }
@@ -100,8 +107,11 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::Sender<TransportEvent>,
     /// Open connection flows by connection id.
     pub(crate) flows: DashMap<u64, FlowEntry>,
+    /// Open TCP and TLS connections by what `connect` may reuse them for.
+    pub(crate) reuse: DashMap<ReuseKey, u64>,
+    pub(crate) connector: Connector,
     pub(crate) next_connection_id: AtomicU64,
-    slots: Arc<ConnectionSlots>,
+    pub(crate) slots: Arc<ConnectionSlots>,
     udp: Option<Arc<UdpSocket>>,
     pub(crate) counters: Counters,
     certificates: Option<Arc<CertificateStore>>,
@@ -110,7 +120,7 @@ pub(crate) struct Shared {
     stop_accepting: CancellationToken,
     /// Every task winds down.
     pub(crate) closing: CancellationToken,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
 }
 
 impl Shared {
@@ -122,6 +132,10 @@ impl Shared {
             sent = self.events.send(event) => sent.is_ok(),
             () = self.closing.cancelled() => false,
         }
+    }
+
+    pub(crate) fn udp_on(&self) -> bool {
+        self.udp.is_some()
     }
 }
 
@@ -200,6 +214,8 @@ impl Transports {
             .as_ref()
             .map(CertificateStore::acceptor)
             .transpose()?;
+        let connector =
+            Connector::new(tls::connector(&config.tls_client).map_err(StartError::TrustAnchors)?);
         let hangups = match &certificates {
             Some(store) if store.files().is_some() => {
                 Some(tls::hangups().map_err(StartError::Signal)?)
@@ -212,6 +228,8 @@ impl Transports {
             limits: config.limits,
             events,
             flows: DashMap::new(),
+            reuse: DashMap::new(),
+            connector,
             next_connection_id: AtomicU64::new(first_connection_id()),
             slots: Arc::default(),
             udp: udp.as_ref().map(|(socket, _)| socket.clone()),
@@ -307,6 +325,24 @@ impl Transports {
         result
     }
 
+    /// A flow to `destination`, opening a connection if needed:
+    /// * UDP: the flow of the address, at once (the UDP listener sends).
+    /// * TCP and TLS: an open connection sipd opened to the same destination (for TLS, the
+    ///   same server name), or one accepted over the same transport from exactly that
+    ///   address; else a new one: TCP within [`Limits::connect_timeout`], then for TLS a
+    ///   handshake within [`Limits::tls_handshake_timeout`] verifying the server's certificate
+    ///   (see [`crate::TlsClientConfig`]). Concurrent calls for one destination share one
+    ///   attempt.
+    /// * WS and WSS: an error; only browsers open WebSockets.
+    ///
+    /// A connection sipd opened is then served like an accepted one: its messages arrive as
+    /// [`TransportEvent::Message`] with the returned flow, it idles out unless registered, it
+    /// ends with [`TransportEvent::FlowClosed`], and it counts toward
+    /// [`Limits::max_connections`] (not toward the per-IP limit).
+    pub async fn connect(&self, destination: &Destination) -> Result<FlowId, ConnectError> {
+        outbound::connect(&self.shared, destination).await
+    }
+
     /// Marks whether a connection flow carries a registration. A registered connection is
     /// kept open while anything arrives within [`Limits::registered_idle_timeout`]; an
     /// unregistered one closes after [`Limits::idle_timeout`] without traffic. UDP flows
@@ -351,7 +387,7 @@ impl Transports {
         self.shared.stop_accepting.cancel();
     }
 
-    /// Stops accepting, then closes every connection after writing what is queued to it
+    /// Stops accepting, then closes every connection (accepted and opened) after writing what is queued to it
     /// (each within [`Limits::close_timeout`]), stops UDP, and returns once every task ended.
     pub async fn shutdown(&self) {
         self.stop_accepting();
@@ -468,7 +504,16 @@ async fn serve_accepted(
     };
     let limits = shared.limits;
     let ws_config = Some(websocket::config(&limits));
-    let open = || Connection::open(shared.clone(), transport, local, remote, slot);
+    let open = || {
+        Connection::open(
+            shared.clone(),
+            transport,
+            local,
+            remote,
+            slot,
+            Origin::Accepted,
+        )
+    };
     match kind {
         ListenerKind::Tcp => {
             let (connection, queue) = open();
@@ -476,7 +521,7 @@ async fn serve_accepted(
         }
         ListenerKind::Tls(acceptor) => {
             let tls_handshake = acceptor.accept(tcp);
-            let Some(tls) = handshake(
+            let Ok(tls) = handshake(
                 &shared,
                 transport,
                 limits.tls_handshake_timeout,
@@ -495,7 +540,7 @@ async fn serve_accepted(
                 websocket::negotiate_sip,
                 ws_config,
             );
-            let Some(socket) = handshake(
+            let Ok(socket) = handshake(
                 &shared,
                 transport,
                 limits.websocket_handshake_timeout,
@@ -510,7 +555,7 @@ async fn serve_accepted(
         }
         ListenerKind::Wss(acceptor) => {
             let tls_handshake = acceptor.accept(tcp);
-            let Some(tls) = handshake(
+            let Ok(tls) = handshake(
                 &shared,
                 transport,
                 limits.tls_handshake_timeout,
@@ -525,7 +570,7 @@ async fn serve_accepted(
                 websocket::negotiate_sip,
                 ws_config,
             );
-            let Some(socket) = handshake(
+            let Ok(socket) = handshake(
                 &shared,
                 transport,
                 limits.websocket_handshake_timeout,
@@ -541,32 +586,40 @@ async fn serve_accepted(
     }
 }
 
+/// Why a handshake did not complete.
+pub(crate) enum HandshakeFailure<E> {
+    /// The transports are shutting down.
+    Closing,
+    TimedOut,
+    Failed(E),
+}
+
 /// Runs one handshake within its time limit, abandoning it on shutdown; failures are counted.
-async fn handshake<T, E>(
+pub(crate) async fn handshake<T, E>(
     shared: &Shared,
     transport: Transport,
     limit: Duration,
     step: impl Future<Output = Result<T, E>>,
-) -> Option<T>
+) -> Result<T, HandshakeFailure<E>>
 where
     E: std::fmt::Display,
 {
     let outcome = tokio::select! {
         biased;
-        () = shared.closing.cancelled() => return None,
+        () = shared.closing.cancelled() => return Err(HandshakeFailure::Closing),
         outcome = tokio::time::timeout(limit, step) => outcome,
     };
     match outcome {
-        Ok(Ok(established)) => Some(established),
+        Ok(Ok(established)) => Ok(established),
         Ok(Err(error)) => {
             bump(&shared.counters.of(transport).handshake_failures);
             debug!(%transport, %error, "handshake failed");
-            None
+            Err(HandshakeFailure::Failed(error))
         }
         Err(_) => {
             bump(&shared.counters.of(transport).handshake_failures);
             debug!(%transport, "handshake timed out");
-            None
+            Err(HandshakeFailure::TimedOut)
         }
     }
 }
