@@ -25,7 +25,9 @@ use sip_message::{FlowId, Transport};
 /// Where to send: a transport, an address, and for TLS the name to verify.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Destination {
+    /// UDP, TCP or TLS ([`crate::Transports::connect`] refuses WebSockets).
     pub transport: Transport,
+    /// The server's IP address and port.
     pub addr: SocketAddr,
     /// For TLS: the name the server's certificate must carry, also sent as SNI when it is a
     /// DNS name (RFC 5922: the domain of the URI, not an SRV target). `None`: the certificate
@@ -37,13 +39,16 @@ pub struct Destination {
 /// transport error of the branch, answered as a 503 (RFC 3261 §16.9).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectError {
+    /// A UDP destination, and no UDP listener to send from.
     #[error("the UDP listener is off")]
     UdpOff,
+    /// A WS or WSS destination.
     #[error("sipd does not open {0} connections (only browsers open WebSockets)")]
     Unsupported(Transport),
     /// [`crate::Limits::max_connections`] connections are open.
     #[error("the connection limit is reached")]
     LimitReached,
+    /// [`crate::Transports::shutdown`] was called.
     #[error("the transports are shut down")]
     ShuttingDown,
     /// No TCP connection within [`crate::Limits::connect_timeout`].
