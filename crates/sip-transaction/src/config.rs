@@ -52,8 +52,32 @@ pub struct Config {
     /// How long an INVITE server transaction waits for the TU's first response before
     /// sending 100 (Trying) itself (RFC 3261 §17.2.1: 200 ms). Zero sends it at once.
     pub invite_trying_delay: Duration,
-    /// Most transactions (client and server) alive at once; past it new ones are refused.
+    /// Most transactions in progress at once, client and server: past it a new request
+    /// is refused ([`ReceiveError::Overloaded`](crate::ReceiveError::Overloaded)) and so
+    /// are [`send_request`](crate::TransactionLayer::send_request) and
+    /// [`cancel`](crate::TransactionLayer::cancel). It counts every transaction until it
+    /// reports [`Output::Terminated`](crate::Output::Terminated)
+    /// ([`len`](crate::TransactionLayer::len)): a server until its final response, and
+    /// beyond it an INVITE server through Completed, Confirmed and Accepted; a client
+    /// until it ends (Completed and Accepted included). A non-INVITE server transaction
+    /// whose final response went out over an unreliable transport no longer counts: it
+    /// becomes a completed record, bounded by [`max_completed`](Self::max_completed).
     pub max_transactions: usize,
+    /// Most completed non-INVITE server transactions kept for Timer J (64×T1, 32 s) over
+    /// unreliable transports, as compact records that resend their final response to
+    /// retransmissions of their request. A record costs about 150 bytes plus that response
+    /// (sipd's 200 to a REGISTER is ~360 bytes: ~510 bytes in all, measured in
+    /// `tests/memory.rs`). Past the bound the oldest record is dropped early, and a later
+    /// retransmission of its request reaches the TU as a new request (a REGISTER is
+    /// processed again).
+    ///
+    /// The default, 2^17 = 131,072 records, bounds this memory to ~67 MB per layer. It
+    /// holds every record for all of Timer J up to 4,096 requests per second per layer; at
+    /// 8,000 per second on one layer a record still lives 16 s, past the sixth
+    /// retransmission of its request (T1 doubling to T2: 0.5, 1.5, 3.5, 7.5, 11.5 and
+    /// 15.5 s): its request reaches the TU again only if seven responses in a row were
+    /// lost.
+    pub max_completed: usize,
 }
 
 impl Default for Config {
@@ -62,6 +86,7 @@ impl Default for Config {
             timers: Timers::default(),
             invite_trying_delay: Duration::from_millis(200),
             max_transactions: 100_000,
+            max_completed: 1 << 17,
         }
     }
 }

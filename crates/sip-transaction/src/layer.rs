@@ -9,18 +9,19 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip_message::{FlowId, Message};
 
+use crate::completed::CompletedRecords;
 use crate::config::{Config, ConfigError};
 use crate::invite_client::InviteClient;
 use crate::invite_server::InviteServer;
 use crate::key::{ClientKey, ServerKey};
-use crate::machine::{Action, TerminationReason, TransactionState};
+use crate::machine::{earliest, Action, TerminationReason, TransactionState};
 use crate::message::{self, MessageError, RequestKind};
 use crate::non_invite_client::NonInviteClient;
 use crate::non_invite_server::NonInviteServer;
 
 /// Names one transaction for as long as it lives; never reused by a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransactionId(u64);
+pub struct TransactionId(pub(crate) u64);
 
 impl fmt::Display for TransactionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,6 +33,9 @@ impl fmt::Display for TransactionId {
 /// [`TransactionLayer::handle_transport_error`] and this `transaction`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// The transaction sending. A response resent from a completed record (see
+    /// [`Config::max_completed`]) names the transaction the record replaced, which already
+    /// reported [`Output::Terminated`]: a transport error for it is ignored.
     pub transaction: TransactionId,
     pub flow: FlowId,
     pub payload: Bytes,
@@ -84,7 +88,16 @@ pub enum Output {
     StrayResponse { response: Message, flow: FlowId },
     /// A send failed but the transaction goes on (INVITE server, RFC 6026).
     TransportError { transaction: TransactionId },
-    /// The transaction is gone; later messages for it go to the TU as new or stray.
+    /// The transaction is over for the TU, reported once per transaction: its id is
+    /// unknown from now on ([`TransactionLayer::state`] is `None`), and later messages for
+    /// it go to the TU as new or stray, with one exception.
+    ///
+    /// A non-INVITE server transaction over an unreliable transport reports it (`Normal`)
+    /// right after its final response's [`Output::Transmit`], not when Timer J fires: the
+    /// layer then keeps only a compact record of it that resends the response to each
+    /// retransmission of the request until Timer J (64×T1), and reports nothing more (see
+    /// [`Config::max_completed`]): neither the expiry of the record nor a failure to send
+    /// the response (the record stays and answers the next retransmission).
     Terminated {
         transaction: TransactionId,
         reason: TerminationReason,
@@ -219,6 +232,17 @@ impl Machine {
         )
     }
 
+    /// Timer J of a non-INVITE server in Completed: all that is left of it is to resend
+    /// its final response to retransmissions until then, which a compact record does.
+    fn completed_until(&self) -> Option<Instant> {
+        match self {
+            Self::NonInviteServer(m) if m.state() == TransactionState::Completed => {
+                m.next_deadline()
+            }
+            _ => None,
+        }
+    }
+
     fn state(&self) -> TransactionState {
         match self {
             Self::InviteClient(m) => m.state(),
@@ -267,20 +291,50 @@ struct Transaction {
     machine: Machine,
     key: Key,
     flow: FlowId,
-    /// The request that created the transaction, where it is still needed: always for a
-    /// client, for an INVITE server until its final response, never for a non-INVITE
-    /// server (which only resends its response, thousands of them through Timer J).
-    /// Boxed: most transactions in the table are completed non-INVITE servers without one.
-    request: Option<Box<Message>>,
-    /// INVITE client: the ACK for the non-2xx final response.
-    ack: Option<Bytes>,
-    /// Server: the most recent response, for retransmission.
-    last_response: Option<Bytes>,
-    /// Server: the To tag of the most recent response (RFC 2543 ACK matching).
-    response_to_tag: Option<Box<str>>,
+    kept: Kept,
     /// The deadline this transaction has in the timer heap; other heap entries
     /// for it are stale.
     scheduled: Option<Instant>,
+}
+
+/// The one message a transaction may still have to send again or build from. Each state
+/// needs at most one, and once a final response is through most need none: calls in
+/// progress hold their INVITE transactions in Accepted for 64×T1 after the 2xx.
+#[derive(Debug)]
+enum Kept {
+    Nothing,
+    /// INVITE client until its final response (timer A resends it, the CANCEL and the
+    /// ACK are built from it); INVITE server until it sent a response (the 100 Trying is
+    /// built from it).
+    Request(Box<Message>),
+    /// Non-INVITE client until its final response: only ever resent, so the bytes alone.
+    RequestBytes(Bytes),
+    /// Server in Proceeding, or INVITE server in Completed: the latest response, resent
+    /// to retransmitted requests and by timer G. An INVITE server in Accepted keeps none:
+    /// the TU retransmits its 2xx itself.
+    Response(Bytes),
+    /// INVITE client in Completed: the ACK for the non-2xx final, resent to each
+    /// retransmission of it.
+    Ack(Bytes),
+}
+
+impl Transaction {
+    /// Forgets what the state no longer needs (see [`Kept`]).
+    fn shed(&mut self) {
+        let needed = matches!(
+            (&self.machine, self.machine.state()),
+            (
+                _,
+                TransactionState::Calling | TransactionState::Trying | TransactionState::Proceeding
+            ) | (
+                Machine::InviteClient(_) | Machine::InviteServer(_),
+                TransactionState::Completed
+            )
+        );
+        if !needed {
+            self.kept = Kept::Nothing;
+        }
+    }
 }
 
 /// Output queue slots kept between bursts.
@@ -291,11 +345,17 @@ const OUTPUTS_KEPT: usize = 64;
 pub struct TransactionLayer {
     config: Config,
     next_id: u64,
-    transactions: HashMap<TransactionId, Transaction>,
+    /// Boxed: a table keeps up to twice its entries' room in free slots, which would
+    /// double the cost of a transaction inline.
+    transactions: HashMap<TransactionId, Box<Transaction>>,
     servers: HashMap<ServerKey, TransactionId>,
     clients: HashMap<ClientKey, TransactionId>,
+    /// RFC 2543 INVITE servers: the To tag of their latest response, which their ACK
+    /// carries (§17.2.3). Rare, so not a field of every transaction.
+    legacy_response_tags: HashMap<TransactionId, Box<str>>,
     /// Min-heap of (deadline, transaction), with stale entries skipped lazily.
     timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
+    completed: CompletedRecords,
     outputs: VecDeque<Output>,
 }
 
@@ -309,19 +369,30 @@ impl TransactionLayer {
             transactions: HashMap::new(),
             servers: HashMap::new(),
             clients: HashMap::new(),
+            legacy_response_tags: HashMap::new(),
             timers: BinaryHeap::new(),
+            completed: CompletedRecords::new(config.max_completed),
             outputs: VecDeque::new(),
         })
     }
 
-    /// Number of live transactions.
+    /// Number of live transactions: those not yet reported [`Output::Terminated`], which
+    /// [`Config::max_transactions`] bounds. Completed records are not among them (see
+    /// [`completed_len`](Self::completed_len)).
     pub fn len(&self) -> usize {
         self.transactions.len()
     }
 
-    /// Whether no transaction is live.
+    /// Number of completed non-INVITE server transactions kept as compact records until
+    /// their Timer J, which [`Config::max_completed`] bounds.
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
+    }
+
+    /// Whether the layer holds nothing at all: no live transaction and no completed
+    /// record, so no timer is pending ([`poll_timeout`](Self::poll_timeout) is `None`).
     pub fn is_empty(&self) -> bool {
-        self.transactions.is_empty()
+        self.transactions.is_empty() && self.completed.len() == 0
     }
 
     /// The state of a live transaction; `None` once it terminated.
@@ -343,17 +414,20 @@ impl TransactionLayer {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut transaction_timer = None;
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if self.is_scheduled(id, at) {
-                return Some(at);
+                transaction_timer = Some(at);
+                break;
             }
             self.timers.pop();
         }
-        None
+        earliest(&[transaction_timer, self.completed.next_deadline()])
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.completed.expire(now);
         // Collect first so a timer re-armed at or before `now` waits for the next
         // call instead of spinning here.
         let mut due = Vec::new();
@@ -416,13 +490,11 @@ impl TransactionLayer {
             Machine::NonInviteClient(machine) => machine.on_response(status, now),
             Machine::InviteServer(_) | Machine::NonInviteServer(_) => Vec::new(),
         };
-        if tx.ack.is_none() && actions.contains(&Action::SendAck) {
-            // Built from the first final response, reused for its retransmissions. If
-            // it cannot be built (no To), the server's timer H ends its retransmissions.
-            tx.ack = tx
-                .request
-                .as_ref()
-                .and_then(|invite| message::ack_for(invite, &response).ok());
+        if let (Kept::Request(invite), true) = (&tx.kept, actions.contains(&Action::SendAck)) {
+            // Built from the first final response, reused for its retransmissions, and
+            // the INVITE goes. If it cannot be built (no To), the server's timer H ends
+            // its retransmissions.
+            tx.kept = message::ack_for(invite, &response).map_or(Kept::Nothing, Kept::Ack);
         }
         let deliver = Output::Response {
             transaction: id,
@@ -452,6 +524,10 @@ impl TransactionLayer {
             self.apply(id, actions, None);
             return Ok(());
         }
+        if let Some(resend) = self.completed.resend(&facts.key) {
+            self.outputs.push_back(Output::Transmit(resend));
+            return Ok(());
+        }
         if self.transactions.len() >= self.config.max_transactions {
             return Err(ReceiveError::Overloaded(request));
         }
@@ -467,7 +543,11 @@ impl TransactionLayer {
         };
         let id = self.allocate_id();
         // Only an INVITE server builds from its request (the 100 Trying).
-        let kept = (facts.kind == RequestKind::Invite).then(|| Box::new(request.clone()));
+        let kept = if facts.kind == RequestKind::Invite {
+            Kept::Request(Box::new(request.clone()))
+        } else {
+            Kept::Nothing
+        };
         let deliver = if facts.kind == RequestKind::Cancel {
             Output::Cancel {
                 transaction: id,
@@ -485,16 +565,13 @@ impl TransactionLayer {
         self.servers.insert(facts.key.clone(), id);
         self.transactions.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 machine,
                 key: Key::Server(facts.key),
                 flow,
-                request: kept,
-                ack: None,
-                last_response: None,
-                response_to_tag: None,
+                kept,
                 scheduled: None,
-            },
+            }),
         );
         self.apply(id, actions, Some(deliver));
         Ok(())
@@ -522,8 +599,7 @@ impl TransactionLayer {
         let invite = self.servers.get(&key).copied().or_else(|| {
             // RFC 2543: the INVITE had no To tag; the ACK carries our response's.
             let id = *self.servers.get(&key.without_to_tag()?)?;
-            let tx = self.transactions.get(&id)?;
-            (tx.response_to_tag.as_deref() == to_tag).then_some(id)
+            (self.legacy_response_tags.get(&id).map(|tag| &**tag) == to_tag).then_some(id)
         });
         let Some(id) = invite else {
             self.outputs.push_back(Output::Ack {
@@ -577,27 +653,26 @@ impl TransactionLayer {
     ) -> TransactionId {
         let reliable = flow.is_reliable();
         let timers = self.config.timers;
-        let (machine, actions) = if kind == RequestKind::Invite {
+        let (machine, actions, kept) = if kind == RequestKind::Invite {
             let (machine, actions) = InviteClient::start(timers, reliable, now);
-            (Machine::InviteClient(machine), actions)
+            let kept = Kept::Request(Box::new(request));
+            (Machine::InviteClient(machine), actions, kept)
         } else {
             let (machine, actions) = NonInviteClient::start(timers, reliable, now);
-            (Machine::NonInviteClient(machine), actions)
+            let kept = Kept::RequestBytes(message::encode(&request));
+            (Machine::NonInviteClient(machine), actions, kept)
         };
         let id = self.allocate_id();
         self.clients.insert(key.clone(), id);
         self.transactions.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 machine,
                 key: Key::Client(key),
                 flow,
-                request: Some(Box::new(request)),
-                ack: None,
-                last_response: None,
-                response_to_tag: None,
+                kept,
                 scheduled: None,
-            },
+            }),
         );
         self.apply(id, actions, None);
         id
@@ -621,7 +696,7 @@ impl TransactionLayer {
             TransactionState::Calling => return Err(CancelError::NoProvisionalResponse),
             _ => return Err(CancelError::AlreadyAnswered),
         }
-        let Some(invite) = &tx.request else {
+        let Kept::Request(invite) = &tx.kept else {
             return Err(CancelError::UnknownTransaction);
         };
         let cancel = message::cancel_for(invite).map_err(CancelError::Unbuildable)?;
@@ -638,6 +713,9 @@ impl TransactionLayer {
     }
 
     /// The TU answers the request of a server transaction.
+    ///
+    /// A final response to a non-INVITE request over an unreliable transport ends the
+    /// transaction for the TU (see [`Output::Terminated`]); a connection ends it too.
     pub fn send_response(
         &mut self,
         transaction: TransactionId,
@@ -648,11 +726,15 @@ impl TransactionLayer {
             return Err(SendResponseError::UnknownTransaction);
         };
         let actions = tx.machine.on_tu_response(&response, now)?;
-        if tx.machine.has_final_response() {
-            tx.request = None;
+        tx.kept = Kept::Response(message::encode(&response));
+        if let (Machine::InviteServer(_), Key::Server(ServerKey::Legacy(_))) =
+            (&tx.machine, &tx.key)
+        {
+            match message::to_tag(&response) {
+                Some(tag) => self.legacy_response_tags.insert(transaction, tag),
+                None => self.legacy_response_tags.remove(&transaction),
+            };
         }
-        tx.last_response = Some(message::encode(&response));
-        tx.response_to_tag = message::to_tag(&response);
         self.apply(transaction, actions, None);
         Ok(())
     }
@@ -664,11 +746,12 @@ impl TransactionLayer {
     /// of the request is then a new transaction for the TU, and no timer runs for it.
     ///
     /// Meant for Digest challenges (401/407): a challenge is cheap to recompute and
-    /// holds no state, while keeping its transaction would let unauthenticated senders
-    /// hold transaction memory (request and response) for Timer J (64×T1, 32 s) each
-    /// and fill the table up to `max_transactions`. Over an unreliable transport the
-    /// response is not retransmitted for an INVITE; its ACK then arrives as an
-    /// [`Output::Ack`] with no transaction.
+    /// holds no state, while answering statefully would let unauthenticated senders hold
+    /// memory for Timer J (64×T1, 32 s) each: a completed record for a non-INVITE, which
+    /// pushes other senders' records out early past [`Config::max_completed`], and a
+    /// transaction counted in `max_transactions` for an INVITE. Over an unreliable
+    /// transport the response is not retransmitted for an INVITE; its ACK then arrives as
+    /// an [`Output::Ack`] with no transaction.
     ///
     /// Errors: `UnknownTransaction` for no such (or a client) transaction; `NotAllowed`
     /// for a provisional response, a non-response, or a transaction that already sent
@@ -703,7 +786,8 @@ impl TransactionLayer {
         Ok(())
     }
 
-    /// The transport failed to send a [`Transmit`] of `transaction`.
+    /// The transport failed to send a [`Transmit`] of `transaction`. Ignored once the
+    /// transaction reported [`Output::Terminated`].
     pub fn handle_transport_error(&mut self, transaction: TransactionId) {
         if let Some(tx) = self.transactions.get_mut(&transaction) {
             let actions = tx.machine.on_transport_error();
@@ -730,14 +814,27 @@ impl TransactionLayer {
         let mut terminated = None;
         for action in actions {
             let payload = match action {
-                Action::SendRequest => tx.request.as_deref().map(message::encode),
-                Action::SendAck => tx.ack.clone(),
-                Action::SendResponse => tx.last_response.clone(),
-                Action::SendTrying => tx.request.as_ref().map(|invite| {
-                    let trying = message::trying_for(invite);
-                    tx.last_response = Some(trying.clone());
-                    trying
-                }),
+                Action::SendRequest => match &tx.kept {
+                    Kept::Request(request) => Some(message::encode(request)),
+                    Kept::RequestBytes(request) => Some(request.clone()),
+                    _ => None,
+                },
+                Action::SendAck => match &tx.kept {
+                    Kept::Ack(ack) => Some(ack.clone()),
+                    _ => None,
+                },
+                Action::SendResponse => match &tx.kept {
+                    Kept::Response(response) => Some(response.clone()),
+                    _ => None,
+                },
+                Action::SendTrying => match &tx.kept {
+                    Kept::Request(invite) => {
+                        let trying = message::trying_for(invite);
+                        tx.kept = Kept::Response(trying.clone());
+                        Some(trying)
+                    }
+                    _ => None,
+                },
                 Action::PassToTu => {
                     self.outputs.extend(deliver.take());
                     None
@@ -768,6 +865,11 @@ impl TransactionLayer {
             });
             return;
         }
+        if let Some(expires_at) = tx.machine.completed_until() {
+            self.compact(id, expires_at);
+            return;
+        }
+        tx.shed();
         let next = tx.machine.next_deadline();
         if next != tx.scheduled {
             tx.scheduled = next;
@@ -777,26 +879,39 @@ impl TransactionLayer {
         }
     }
 
-    fn remove(&mut self, id: TransactionId) {
-        if let Some(tx) = self.transactions.remove(&id) {
-            match tx.key {
-                Key::Server(key) => self.servers.remove(&key),
-                Key::Client(key) => self.clients.remove(&key),
-            };
+    /// Replaces a completed non-INVITE server transaction by its record, reporting it
+    /// terminated (see [`Output::Terminated`]).
+    fn compact(&mut self, id: TransactionId, expires_at: Instant) {
+        let Some(tx) = self.remove(id) else {
+            return;
+        };
+        if let (Key::Server(key), Kept::Response(response)) = (&tx.key, &tx.kept) {
+            self.completed
+                .insert(key, id, tx.flow, response, expires_at);
         }
-        self.shrink_after_peak();
+        self.outputs.push_back(Output::Terminated {
+            transaction: id,
+            reason: TerminationReason::Normal,
+        });
     }
 
-    /// Gives back the tables' memory once a peak is over: a registration storm grows them
-    /// to hundreds of thousands of slots (a transaction is ~460 bytes inline), which a
-    /// `HashMap` would otherwise keep for the life of the process. Shrinking to twice the
-    /// live count when below a quarter keeps the cost amortized O(1) per removal.
+    fn remove(&mut self, id: TransactionId) -> Option<Box<Transaction>> {
+        let tx = self.transactions.remove(&id)?;
+        match &tx.key {
+            Key::Server(key) => self.servers.remove(key),
+            Key::Client(key) => self.clients.remove(key),
+        };
+        if !self.legacy_response_tags.is_empty() {
+            self.legacy_response_tags.remove(&id);
+        }
+        self.shrink_after_peak();
+        Some(tx)
+    }
+
+    /// Gives back the tables' memory once a peak is over (see [`shrunk_capacity`]).
     fn shrink_after_peak(&mut self) {
-        const FLOOR: usize = 1024;
-        let live = self.transactions.len().max(FLOOR);
-        // After `shrink_to(2 × live)` the capacity is at most 4 × live: no shrink at once again.
-        if self.transactions.capacity() > live * 4 {
-            let target = live * 2;
+        if let Some(target) = shrunk_capacity(self.transactions.capacity(), self.transactions.len())
+        {
             self.transactions.shrink_to(target);
             self.servers.shrink_to(target);
             self.clients.shrink_to(target);
@@ -810,6 +925,17 @@ impl TransactionLayer {
             self.timers.shrink_to(target);
         }
     }
+}
+
+/// The capacity to shrink a table to once a peak is over, if it should: a storm grows the
+/// tables to hundreds of thousands of slots, which a `HashMap` or `VecDeque` would
+/// otherwise keep for the life of the process. Shrinking to twice the live count when
+/// below a quarter (above a floor) keeps the cost amortized O(1) per removal: after it the
+/// capacity is at most 4 × live, so no shrink follows at once.
+pub(crate) fn shrunk_capacity(capacity: usize, live: usize) -> Option<usize> {
+    const FLOOR: usize = 1024;
+    let live = live.max(FLOOR);
+    (capacity > live * 4).then_some(live * 2)
 }
 
 /// The status code of a response the TU hands over; a request is not one.

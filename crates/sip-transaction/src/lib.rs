@@ -31,7 +31,7 @@
 //! .unwrap();
 //! let now = Instant::now();
 //! layer.handle_message(options, flow, now).unwrap();
-//! let mut sent = 0;
+//! let (mut sent, mut terminated) = (0, 0);
 //! while let Some(output) = layer.poll_output() {
 //!     match output {
 //!         Output::Request { transaction, request, .. } => {
@@ -41,19 +41,40 @@
 //!         }
 //!         // socket.send_to(&transmit.payload, transmit.flow.udp_remote().unwrap())
 //!         Output::Transmit(_transmit) => sent += 1,
+//!         Output::Terminated { .. } => terminated += 1,
 //!         _ => {}
 //!     }
 //! }
-//! assert_eq!(sent, 1);
-//! // Timer J keeps absorbing retransmissions of the OPTIONS for 64×T1.
+//! // The 200 went out, and the transaction is over for the TU...
+//! assert_eq!((sent, terminated), (1, 1));
+//! assert_eq!((layer.len(), layer.completed_len()), (0, 1));
+//! // ...while a compact record resends the 200 to retransmissions of the OPTIONS until
+//! // Timer J, 64×T1 later, then goes without a word.
 //! assert_eq!(layer.poll_timeout(), Some(now + Duration::from_secs(32)));
 //! layer.handle_timeout(now + Duration::from_secs(32));
-//! assert!(matches!(layer.poll_output(), Some(Output::Terminated { .. })));
+//! assert!(layer.poll_output().is_none());
 //! assert!(layer.is_empty());
 //! ```
 //!
 //! Each of the four state machines is a pure function of (state, event, now) in its
 //! own module, tested timer by timer on a virtual clock.
+//!
+//! # What stays in memory
+//!
+//! A transaction keeps only what its state still needs: a client its request until the
+//! final response (then an INVITE client the ACK for a non-2xx, and nothing in RFC 6026
+//! Accepted but the key that 2xx retransmissions match); an INVITE server its request
+//! until it sent a response, then the latest response while it may resend it, and
+//! nothing in Accepted or Confirmed; a non-INVITE client nothing in Completed (Timer K).
+//!
+//! A non-INVITE server transaction whose final response went out over an unreliable
+//! transport (a REGISTER over UDP) has nothing left to do for 64×T1 but resend that
+//! response to retransmissions of its request. It reports [`Output::Terminated`] at
+//! once and becomes a compact record (a keyed hash of its key, its flow, the response
+//! and the deadline) in a FIFO: these records are what lets one UDP source carry
+//! thousands of requests per second. They are bounded by [`Config::max_completed`], not
+//! by [`Config::max_transactions`], which bounds the transactions in progress
+//! ([`TransactionLayer::len`] against [`TransactionLayer::completed_len`]).
 //!
 //! [`handle_message`]: TransactionLayer::handle_message
 //! [`send_request`]: TransactionLayer::send_request
@@ -64,6 +85,7 @@
 //! [`poll_output`]: TransactionLayer::poll_output
 //! [`poll_timeout`]: TransactionLayer::poll_timeout
 
+mod completed;
 mod config;
 mod invite_client;
 mod invite_server;

@@ -178,37 +178,51 @@ fn non_invite_server_absorbs_retransmissions_and_resends_final() {
         .unwrap();
     let outputs = drain(&mut layer);
     assert_eq!(sent_lines(&outputs), ["SIP/2.0 200 Whatever"]);
-    match &outputs[0] {
+    let final_response = match &outputs[0] {
         Output::Transmit(t) => {
             assert_eq!(t.flow, udp());
             assert_eq!(t.transaction, id);
+            t.payload.clone()
         }
         other => panic!("{other:?}"),
-    }
-    assert_eq!(layer.state(id), Some(TransactionState::Completed));
-
-    // Retransmission after the final: the final again, the TU never sees it.
-    layer
-        .handle_message(register("z9hG4bKreg1"), udp(), t0 + 2 * SEC)
-        .unwrap();
-    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
-
-    // A second final is refused.
+    };
+    // Over UDP the transaction is over for the TU at once: a compact record absorbs
+    // retransmissions through Timer J and no longer counts as a transaction.
     assert_eq!(
-        layer.send_response(id, response(500, "REGISTER", "z9hG4bKreg1", None), t0),
-        Err(SendResponseError::NotAllowed)
-    );
-
-    // Timer J: 64*T1 after the final.
-    assert_eq!(layer.poll_timeout(), Some(t0 + SEC + 32 * SEC));
-    layer.handle_timeout(t0 + 32 * SEC);
-    assert!(drain(&mut layer).is_empty());
-    layer.handle_timeout(t0 + 33 * SEC);
-    assert_eq!(
-        terminated(&drain(&mut layer)),
+        outputs.get(1).and_then(termination),
         Some((id, TerminationReason::Normal))
     );
+    assert_eq!(outputs.len(), 2);
     assert_eq!(layer.state(id), None);
+    assert_eq!((layer.len(), layer.completed_len()), (0, 1));
+    assert!(!layer.is_empty());
+
+    // Retransmission after the final: the same bytes again, the TU never sees it.
+    for at in [2 * SEC, 20 * SEC, 33 * SEC - MS] {
+        layer
+            .handle_message(register("z9hG4bKreg1"), udp(), t0 + at)
+            .unwrap();
+        match drain(&mut layer).as_slice() {
+            [Output::Transmit(t)] => {
+                assert_eq!(t.payload, final_response);
+                assert_eq!((t.flow, t.transaction), (udp(), id));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A second final finds no transaction.
+    assert_eq!(
+        layer.send_response(id, response(500, "REGISTER", "z9hG4bKreg1", None), t0),
+        Err(SendResponseError::UnknownTransaction)
+    );
+
+    // Timer J: 64*T1 after the final; the record goes without a word.
+    assert_eq!(layer.poll_timeout(), Some(t0 + SEC + 32 * SEC));
+    layer.handle_timeout(t0 + 32 * SEC);
+    assert_eq!(layer.completed_len(), 1);
+    layer.handle_timeout(t0 + 33 * SEC);
+    assert!(drain(&mut layer).is_empty());
     assert!(layer.is_empty());
     assert_eq!(layer.poll_timeout(), None);
 
@@ -244,7 +258,9 @@ fn non_invite_server_over_tcp_terminates_on_final() {
     let outputs = drain(&mut layer);
     assert_eq!(sent_lines(&outputs), ["SIP/2.0 200 Whatever"]);
     assert_eq!(terminated(&outputs), Some((id, TerminationReason::Normal)));
+    // A connection does not lose the request: no record either.
     assert!(layer.is_empty());
+    assert_eq!(layer.completed_len(), 0);
 }
 
 #[test]
@@ -573,7 +589,7 @@ fn non_invite_server_transport_error_terminates() {
     let mut layer = layer();
     let id = receive_new(&mut layer, register("z9hG4bKreg9"), udp(), t0);
     layer
-        .send_response(id, response(200, "REGISTER", "z9hG4bKreg9", Some("r")), t0)
+        .send_response(id, response(100, "REGISTER", "z9hG4bKreg9", None), t0)
         .unwrap();
     drain(&mut layer);
     layer.handle_transport_error(id);
@@ -582,6 +598,28 @@ fn non_invite_server_transport_error_terminates() {
         Some((id, TerminationReason::TransportError))
     );
     assert!(layer.is_empty());
+}
+
+#[test]
+fn transport_error_after_the_final_over_udp_leaves_the_record() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let id = receive_new(&mut layer, register("z9hG4bKreg10"), udp(), t0);
+    layer
+        .send_response(id, response(200, "REGISTER", "z9hG4bKreg10", Some("r")), t0)
+        .unwrap();
+    assert_eq!(
+        terminated(&drain(&mut layer)),
+        Some((id, TerminationReason::Normal))
+    );
+    // The transaction already reported its end: the late report changes nothing, and
+    // the record answers the retransmission that the lost response causes.
+    layer.handle_transport_error(id);
+    assert!(drain(&mut layer).is_empty());
+    layer
+        .handle_message(register("z9hG4bKreg10"), udp(), t0 + 500 * MS)
+        .unwrap();
+    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
 }
 
 // ---------------------------------------------------------------- CANCEL (server)
@@ -758,6 +796,135 @@ fn rfc2543_request_without_branch_and_its_cancel() {
     ));
 }
 
+// ---------------------------------------------------------------- completed records
+
+/// Answers a new request with a 200 tagged `tag`; returns its transaction and the bytes
+/// that went out, after checking that the transaction reported its end at once.
+fn answer_200(
+    layer: &mut TransactionLayer,
+    request: Message,
+    tag: &str,
+    now: Instant,
+) -> (TransactionId, Bytes) {
+    let method = request.method().unwrap().as_str().to_owned();
+    let branch = request.branch().unwrap_or_default().to_owned();
+    let id = receive_new(layer, request, udp(), now);
+    layer
+        .send_response(id, response(200, &method, &branch, Some(tag)), now)
+        .unwrap();
+    match drain(layer).as_slice() {
+        [Output::Transmit(t), Output::Terminated {
+            transaction,
+            reason: TerminationReason::Normal,
+        }] if *transaction == id => (id, t.payload.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A retransmission absorbed by a record: the bytes it resends.
+fn resent(layer: &mut TransactionLayer, request: Message, now: Instant) -> Bytes {
+    layer.handle_message(request, udp(), now).unwrap();
+    match drain(layer).as_slice() {
+        [Output::Transmit(t)] => t.payload.clone(),
+        other => panic!("not absorbed: {other:?}"),
+    }
+}
+
+#[test]
+fn completed_records_do_not_count_toward_max_transactions() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Config {
+        max_transactions: 10,
+        ..Config::default()
+    })
+    .unwrap();
+    // Three times the limit, all answered well within Timer J of the first.
+    let mut sent = Vec::new();
+    for i in 0..30u32 {
+        let (_, bytes) = answer_200(
+            &mut layer,
+            register(&format!("z9hG4bKmax{i}")),
+            &format!("t{i}"),
+            t0 + i * 100 * MS,
+        );
+        sent.push(bytes);
+    }
+    assert_eq!((layer.len(), layer.completed_len()), (0, 30));
+    // Each record still answers its own retransmissions.
+    for (i, bytes) in sent.iter().enumerate() {
+        let again = resent(
+            &mut layer,
+            register(&format!("z9hG4bKmax{i}")),
+            t0 + 4 * SEC,
+        );
+        assert_eq!(&again, bytes);
+    }
+    // Transactions in progress are still bounded.
+    for i in 0..10 {
+        receive_new(
+            &mut layer,
+            invite(&format!("z9hG4bKmaxi{i}")),
+            udp(),
+            t0 + 4 * SEC,
+        );
+    }
+    assert!(matches!(
+        layer.handle_message(register("z9hG4bKmax99"), udp(), t0 + 4 * SEC),
+        Err(ReceiveError::Overloaded(_))
+    ));
+}
+
+#[test]
+fn past_max_completed_the_oldest_record_goes_first() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Config {
+        max_completed: 3,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut answered = Vec::new();
+    for i in 0..4u32 {
+        answered.push(answer_200(
+            &mut layer,
+            register(&format!("z9hG4bKev{i}")),
+            &format!("t{i}"),
+            t0 + i * SEC,
+        ));
+    }
+    assert_eq!(layer.completed_len(), 3);
+    // The oldest record went early: its Timer J is no longer pending, the next one's is.
+    assert_eq!(layer.poll_timeout(), Some(t0 + 33 * SEC));
+    // Its request's retransmission is new for the TU.
+    let again = receive_new(&mut layer, register("z9hG4bKev0"), udp(), t0 + 4 * SEC);
+    assert_ne!(again, answered[0].0);
+    // The others are still absorbed, each with its own response.
+    for (i, (_, bytes)) in answered.iter().enumerate().skip(1) {
+        let again = resent(&mut layer, register(&format!("z9hG4bKev{i}")), t0 + 4 * SEC);
+        assert_eq!(&again, bytes);
+    }
+}
+
+#[test]
+fn rfc2543_requests_are_absorbed_by_their_record() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    // No branch at all, and a branch without the magic cookie.
+    let no_branch = || request("OPTIONS", None, 3, None);
+    let old_branch = || request("OPTIONS", Some("old-style-9"), 4, None);
+    let (_, first) = answer_200(&mut layer, no_branch(), "l1", t0);
+    let (_, second) = answer_200(&mut layer, old_branch(), "l2", t0);
+    assert_eq!(layer.completed_len(), 2);
+    assert_eq!(resent(&mut layer, no_branch(), t0 + SEC), first);
+    assert_eq!(resent(&mut layer, old_branch(), t0 + SEC), second);
+    // Another CSeq is another request.
+    receive_new(
+        &mut layer,
+        request("OPTIONS", None, 5, None),
+        udp(),
+        t0 + SEC,
+    );
+}
+
 // ---------------------------------------------------------------- limits and errors
 
 #[test]
@@ -892,7 +1059,11 @@ fn stateless_challenge_leaves_nothing_behind() {
         )
         .unwrap();
     assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
-    assert_eq!(layer.state(again), Some(TransactionState::Completed));
+    assert_eq!(layer.completed_len(), 1);
+    layer
+        .handle_message(register("z9hG4bKsl1"), udp(), t0 + 3 * SEC)
+        .unwrap();
+    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
 }
 
 #[test]
@@ -931,21 +1102,37 @@ fn stateless_response_errors() {
     assert!(drain(&mut layer).is_empty());
     assert_eq!(layer.state(server), Some(TransactionState::Trying));
 
-    // After a (stateful) final response: a second final is refused.
-    layer
-        .send_response(
-            server,
-            response(200, "REGISTER", "z9hG4bKsl3", Some("t")),
-            t0,
-        )
-        .unwrap();
+    // After a (stateful) final response: a second final is refused (over UDP the
+    // transaction is already a completed record).
+    let invite_server = receive_new(&mut layer, invite("z9hG4bKsl6"), udp(), t0);
+    for server in [server, invite_server] {
+        layer
+            .send_response(
+                server,
+                response(486, "REGISTER", "z9hG4bKsl3", Some("t")),
+                t0,
+            )
+            .unwrap();
+    }
     drain(&mut layer);
     assert_eq!(
         layer.send_response_statelessly(server, response(401, "REGISTER", "z9hG4bKsl3", None), t0),
+        Err(SendResponseError::UnknownTransaction)
+    );
+    assert_eq!(
+        layer.send_response_statelessly(
+            invite_server,
+            response(401, "INVITE", "z9hG4bKsl6", None),
+            t0
+        ),
         Err(SendResponseError::NotAllowed)
     );
     assert!(drain(&mut layer).is_empty());
-    assert_eq!(layer.state(server), Some(TransactionState::Completed));
+    assert_eq!(layer.state(server), None);
+    assert_eq!(
+        layer.state(invite_server),
+        Some(TransactionState::Completed)
+    );
 
     // Client transactions and unknown ones.
     let client = layer
@@ -1451,18 +1638,10 @@ fn many_transactions_fire_in_deadline_order_and_all_go_away() {
     let t0 = Instant::now();
     let mut layer = layer();
     for i in 0..200u32 {
-        let id = receive_new(
-            &mut layer,
-            register(&format!("z9hG4bKmany{i}")),
-            udp(),
-            t0 + i * MS,
-        );
+        let branch = format!("z9hG4bKmany{i}");
+        let id = receive_new(&mut layer, invite(&branch), udp(), t0 + i * MS);
         layer
-            .send_response(
-                id,
-                response(200, "REGISTER", &format!("z9hG4bKmany{i}"), Some("t")),
-                t0 + i * MS,
-            )
+            .send_response(id, response(200, "INVITE", &branch, Some("t")), t0 + i * MS)
             .unwrap();
     }
     drain(&mut layer);
@@ -1471,6 +1650,42 @@ fn many_transactions_fire_in_deadline_order_and_all_go_away() {
     let ends: Vec<u128> = log.iter().map(|(at, _)| *at).collect();
     assert_eq!(ends.len(), 200);
     assert!(ends.windows(2).all(|w| w[0] < w[1]));
+    assert!(log.iter().all(|(_, output)| termination(output).is_some()));
+    assert!(layer.is_empty());
+    assert_eq!(layer.poll_timeout(), None);
+}
+
+#[test]
+fn completed_records_expire_one_by_one_at_their_timer_j() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    for i in 0..200u32 {
+        let branch = format!("z9hG4bKmany{i}");
+        let id = receive_new(&mut layer, register(&branch), udp(), t0 + i * MS);
+        layer
+            .send_response(
+                id,
+                response(200, "REGISTER", &branch, Some("t")),
+                t0 + i * MS,
+            )
+            .unwrap();
+    }
+    drain(&mut layer);
+    assert_eq!((layer.len(), layer.completed_len()), (0, 200));
+    for i in 0..200u32 {
+        let deadline = layer.poll_timeout().unwrap();
+        assert_eq!(deadline, t0 + i * MS + 32 * SEC);
+        layer.handle_timeout(deadline);
+        assert!(drain(&mut layer).is_empty(), "no output for a record");
+        assert_eq!(layer.completed_len(), 199 - i as usize);
+        // The expired request is new again; the next one is still absorbed.
+        if i < 199 {
+            layer
+                .handle_message(register(&format!("z9hG4bKmany{}", i + 1)), udp(), deadline)
+                .unwrap();
+            assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
+        }
+    }
     assert!(layer.is_empty());
     assert_eq!(layer.poll_timeout(), None);
 }

@@ -1,15 +1,16 @@
-//! Memory of the transaction layer through a REGISTER storm, measured by a counting allocator:
-//! what a completed non-INVITE server transaction holds while Timer J runs, and that the
-//! layer gives its memory back once the storm's transactions are over.
+//! Memory of the transaction layer, measured by a counting allocator: what a REGISTER storm
+//! leaves while Timer J runs and that it is given back, and what one proxied call leaves
+//! alive after its 2xx and after its BYE.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sip_message::{FlowId, Message};
-use sip_transaction::{Config, Output, TransactionLayer};
+use sip_transaction::{Config, Output, TransactionId, TransactionLayer};
 
 struct Counting;
 
@@ -42,9 +43,32 @@ fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
+/// The counter is global: tests measure one at a time.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+fn measuring() -> MutexGuard<'static, ()> {
+    MEASURING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const fn udp(a: u8, b: u8, c: u8, d: u8) -> FlowId {
+    FlowId::Udp(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(a, b, c, d),
+        5060,
+    )))
+}
+
+const PHONE: FlowId = udp(192, 0, 2, 1);
+const CALLEE: FlowId = udp(192, 0, 2, 2);
+
+fn parse(text: String) -> Message {
+    Message::parse(Bytes::from(text)).unwrap()
+}
+
 /// A REGISTER as sipp sends it, with its own branch.
 fn register(n: usize) -> Message {
-    let text = format!(
+    parse(format!(
         "REGISTER sip:example.com SIP/2.0\r\n\
          Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{n:08}-storm;rport\r\n\
          Max-Forwards: 70\r\n\
@@ -58,60 +82,251 @@ fn register(n: usize) -> Message {
          response=\"0123456789abcdef0123456789abcdef\",algorithm=MD5,\
          cnonce=\"abcdef\",qop=auth,nc=00000001\r\n\
          Content-Length: 0\r\n\r\n"
-    );
-    Message::parse(Bytes::from(text)).unwrap()
+    ))
 }
 
+/// The registrar's 200, as sipd sends it to sipp: the binding, Supported and Date.
 fn ok_for(request: &Message) -> Message {
     let bytes = request
         .response(200)
         .to_tag("server-tag")
         .header("Contact", "<sip:user@192.0.2.1:5060>;expires=3600")
+        .header("Supported", "path, outbound")
+        .header("Date", "Sat, 13 Nov 2010 23:29:00 GMT")
         .build_bytes();
     Message::parse(bytes).unwrap()
 }
 
-const FLOW: FlowId = FlowId::Udp(SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::new(192, 0, 2, 1),
-    5060,
-)));
+/// Feeds a request and answers it with `answer` as the TU would, dropping every message
+/// the TU was handed so only what the layer keeps stays allocated.
+fn answer_new(
+    layer: &mut TransactionLayer,
+    request: Message,
+    flow: FlowId,
+    now: Instant,
+    answer: impl Fn(&Message) -> Message,
+) {
+    layer.handle_message(request, flow, now).unwrap();
+    while let Some(output) = layer.poll_output() {
+        if let Output::Request {
+            transaction,
+            request,
+            ..
+        } = output
+        {
+            let response = answer(&request);
+            drop(request);
+            layer.send_response(transaction, response, now).unwrap();
+        }
+    }
+}
 
 #[test]
 fn a_register_storm_costs_little_per_transaction_and_is_given_back() {
     const STORM: usize = 50_000;
+    let _measuring = measuring();
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(Config::default()).unwrap();
     let before = live_bytes();
     for n in 0..STORM {
-        layer.handle_message(register(n), FLOW, t0).unwrap();
-        while let Some(output) = layer.poll_output() {
-            if let Output::Request {
-                transaction,
-                request,
-                ..
-            } = output
-            {
-                let response = ok_for(&request);
-                drop(request);
-                layer.send_response(transaction, response, t0).unwrap();
-            }
-        }
+        answer_new(&mut layer, register(n), PHONE, t0, ok_for);
     }
-    assert_eq!(layer.len(), STORM);
-    let per_transaction = (live_bytes() - before) / STORM as isize;
-    println!("completed REGISTER transaction held for Timer J: {per_transaction} B");
-    // Its table slot, key, timer entry and 200 OK (~300 bytes here); not the request.
-    assert!(
-        per_transaction < 1_200,
-        "{per_transaction} B per transaction"
+    assert_eq!(layer.len(), 0);
+    assert_eq!(layer.completed_len(), STORM);
+    let per_record = (live_bytes() - before) / STORM as isize;
+    println!(
+        "completed REGISTER record held for Timer J: {per_record} B, of which the 200: {} B",
+        ok_for(&register(STORM)).as_bytes().len()
     );
+    assert!(per_record < 1_200, "{per_record} B per record");
 
     layer.handle_timeout(t0 + Duration::from_secs(33));
     while layer.poll_output().is_some() {}
-    assert_eq!(layer.len(), 0);
+    assert!(layer.is_empty());
     let left = live_bytes() - before;
     println!("after Timer J: {left} B still held");
     // The tables shrink back to their floor (room for a few thousand transactions, ~2 MB),
     // not to the storm's peak (~57,000 slots, ~25 MB).
     assert!(left < 4 * 1024 * 1024, "{left} B left after the storm");
+}
+
+/// An SDP offer or answer of about 1 KB (codecs and ICE candidates, as browsers send).
+fn sdp() -> String {
+    let mut body = String::from(
+        "v=0\r\no=- 2890844526 2890844526 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n\
+         t=0 0\r\nm=audio 49170 RTP/AVP 0 8 9 18 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n\
+         a=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n\
+         a=ptime:20\r\na=sendrecv\r\n",
+    );
+    let mut n = 0;
+    while body.len() < 1_000 {
+        body.push_str(&format!(
+            "a=candidate:{n} 1 UDP 2130706431 192.0.2.1 {} typ host\r\n",
+            50_000 + n
+        ));
+        n += 1;
+    }
+    body
+}
+
+/// A request of call `n` from the caller's phone.
+fn caller_request(n: usize, method: &str, cseq: u32, to_tag: &str, body: &str) -> Message {
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    parse(format!(
+        "{method} sip:bob@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{n:08}-{method};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=caller-{n}\r\n\
+         To: <sip:bob@example.com>{to_tag}\r\n\
+         Call-ID: {n}-call@192.0.2.1\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:alice@192.0.2.1:5060>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE\r\n\
+         User-Agent: Phone/1.0\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// The request the proxy forwards to the callee: its own Via on top, Record-Route.
+fn forwarded(request: &Message, n: usize) -> Message {
+    let method = request.method().unwrap();
+    let bytes = request
+        .forward()
+        .request_uri("sip:bob@192.0.2.2:5060")
+        .push_via(&format!(
+            "SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{n:08}-{}-proxy",
+            method.as_str()
+        ))
+        .record_route("<sip:198.51.100.1;lr>")
+        .build()
+        .unwrap();
+    Message::parse(Bytes::from(bytes)).unwrap()
+}
+
+/// The callee's response to a forwarded request (`via_proxy`), or the copy the proxy relays
+/// to the caller without its own Via.
+fn call_response(
+    n: usize,
+    status: u16,
+    method: &str,
+    cseq: u32,
+    body: &str,
+    via_proxy: bool,
+) -> Message {
+    let proxy_via = if via_proxy {
+        format!("Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-{n:08}-{method}-proxy\r\n")
+    } else {
+        String::new()
+    };
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    parse(format!(
+        "SIP/2.0 {status} Whatever\r\n\
+         {proxy_via}Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{n:08}-{method};rport=5060;received=192.0.2.1\r\n\
+         Record-Route: <sip:198.51.100.1;lr>\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=caller-{n}\r\n\
+         To: <sip:bob@example.com>;tag=callee-{n}\r\n\
+         Call-ID: {n}-call@192.0.2.1\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:bob@192.0.2.2:5060>\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// Runs one request of call `n` through the layer as a stateful proxy: the caller's request
+/// in, forwarded to the callee, the callee's `statuses` back and relayed to the caller.
+/// Every message the TU was handed is dropped.
+fn proxy_transaction(
+    layer: &mut TransactionLayer,
+    n: usize,
+    request: Message,
+    statuses: &[(u16, &str)],
+    now: Instant,
+) -> (TransactionId, TransactionId) {
+    let method = request.method().unwrap().as_str().to_owned();
+    let cseq = request.cseq().unwrap().seq;
+    layer.handle_message(request, PHONE, now).unwrap();
+    let mut server = None;
+    let mut client = None;
+    while let Some(output) = layer.poll_output() {
+        if let Output::Request {
+            transaction,
+            request,
+            ..
+        } = output
+        {
+            server = Some(transaction);
+            let out = forwarded(&request, n);
+            drop(request);
+            client = Some(layer.send_request(out, CALLEE, now).unwrap());
+        }
+    }
+    let (server, client) = (server.unwrap(), client.unwrap());
+    for &(status, body) in statuses {
+        layer
+            .handle_message(
+                call_response(n, status, &method, cseq, body, true),
+                CALLEE,
+                now,
+            )
+            .unwrap();
+        while let Some(output) = layer.poll_output() {
+            if let Output::Response { response, .. } = output {
+                drop(response);
+                let relayed = call_response(n, status, &method, cseq, body, false);
+                layer.send_response(server, relayed, now).unwrap();
+            }
+        }
+    }
+    (server, client)
+}
+
+#[test]
+fn a_proxied_call_leaves_little_behind() {
+    const CALLS: usize = 10_000;
+    let _measuring = measuring();
+    let t0 = Instant::now();
+    let offer = sdp();
+    let answer = sdp();
+    let mut layer = TransactionLayer::new(Config::default()).unwrap();
+    let before = live_bytes();
+    for n in 0..CALLS {
+        let invite = caller_request(n, "INVITE", 1, "", &offer);
+        proxy_transaction(&mut layer, n, invite, &[(180, ""), (200, &answer)], t0);
+        // The ACK for the 2xx has its own branch: no transaction, the TU forwards it.
+        let ack = caller_request(n, "ACK", 1, &format!(";tag=callee-{n}"), "");
+        layer.handle_message(ack, PHONE, t0).unwrap();
+        while layer.poll_output().is_some() {}
+    }
+    let after_2xx = live_bytes();
+    let per_call_2xx = (after_2xx - before) / CALLS as isize;
+    println!(
+        "after the 2xx: {per_call_2xx} B per call ({} live transactions)",
+        layer.len()
+    );
+
+    let bye_at = t0 + Duration::from_secs(1);
+    for n in 0..CALLS {
+        let bye = caller_request(n, "BYE", 2, &format!(";tag=callee-{n}"), "");
+        proxy_transaction(&mut layer, n, bye, &[(200, "")], bye_at);
+    }
+    let per_call_bye = (live_bytes() - after_2xx) / CALLS as isize;
+    println!(
+        "the BYE adds: {per_call_bye} B per call ({} live transactions)",
+        layer.len()
+    );
+
+    layer.handle_timeout(t0 + Duration::from_secs(40));
+    while layer.poll_output().is_some() {}
+    assert!(layer.is_empty());
 }

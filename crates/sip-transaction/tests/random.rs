@@ -1,5 +1,6 @@
-//! Random sequences of inputs: nothing panics, and once the TU has answered every
-//! request the layer winds itself down to empty on timers alone.
+//! Random sequences of inputs: nothing panics, the bounds hold, and once the TU has
+//! answered every request the layer winds itself down to empty (transactions and
+//! completed records) on timers alone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,7 +74,7 @@ fn response(status: u16, method: &str, branch: &str) -> Message {
     .unwrap()
 }
 
-const METHODS: [&str; 4] = ["INVITE", "ACK", "CANCEL", "REGISTER"];
+const METHODS: [&str; 5] = ["INVITE", "ACK", "CANCEL", "REGISTER", "BYE"];
 const BRANCHES: [&str; 5] = ["z9hG4bK1", "z9hG4bK2", "z9hG4bK3", "legacy", ""];
 const TAGS: [&str; 2] = ["", "b"];
 const STATUSES: [u16; 6] = [100, 180, 200, 404, 487, 503];
@@ -99,11 +100,14 @@ fn drain(layer: &mut TransactionLayer, seen: &mut Seen) {
 
 fn run(seed: u64) {
     let mut rng = Rng(seed);
-    let mut layer = TransactionLayer::new(Config {
+    let config = Config {
         max_transactions: 8,
+        // From none at all to more than the branches in play: records are evicted early,
+        // and requests they absorbed come back as new ones.
+        max_completed: (seed % 5) as usize,
         ..Config::default()
-    })
-    .unwrap();
+    };
+    let mut layer = TransactionLayer::new(config).unwrap();
     let mut seen = Seen::default();
     let mut now = Instant::now();
     let mut next_branch = 0;
@@ -160,6 +164,8 @@ fn run(seed: u64) {
             }
         }
         drain(&mut layer, &mut seen);
+        assert!(layer.len() <= config.max_transactions, "seed {seed}");
+        assert!(layer.completed_len() <= config.max_completed, "seed {seed}");
     }
 
     // The TU answers everything still open; then the timers alone must clean up.
@@ -181,8 +187,9 @@ fn run(seed: u64) {
     }
     assert!(
         layer.is_empty(),
-        "seed {seed}: {} transactions left",
-        layer.len()
+        "seed {seed}: {} transactions and {} records left",
+        layer.len(),
+        layer.completed_len()
     );
     assert_eq!(layer.poll_timeout(), None);
 }
