@@ -598,22 +598,29 @@ class Suite:
         try:
             if not b_recv.registered():
                 return False, "baresip did not register within 15s"
-            # sipsak resolves the host of its target: the server's address, which names its own
-            # domain as well (issue 8).
-            cmd = ["sipsak", "--message-mode", "--message-body", body,
-                   "--sip-uri", f"sip:{receiver[0]}@127.0.0.1:{self.s.ports['udp']}",
-                   "--from", f"sip:{sender[0]}@{DOMAIN}", "--outbound-proxy", "127.0.0.1",
-                   "--remote-port", str(self.s.ports["udp"]), "--local-ip", "127.0.0.1",
-                   "--local-port", str(self.port()), "--auth-username", sender[0], "--password", sender[1], "-vv"]
+            # sipsak's own MESSAGE mode (-M) crashes (0.9.8.1), so it sends this request from a
+            # file and answers the 407 itself. It resolves the host of -s, so -s names the
+            # server's address: it is only where the request is sent.
+            target = f"sip:{receiver[0]}@127.0.0.1:{self.s.ports['udp']}"
+            request = os.path.join(self.workdir, "sipsak-message.sip")
+            with open(request, "w") as f:
+                f.write(f"MESSAGE sip:{receiver[0]}@{DOMAIN} SIP/2.0\n"
+                        f"From: <sip:{sender[0]}@{DOMAIN}>;tag={uuid.uuid4().hex[:8]}\n"
+                        f"To: <sip:{receiver[0]}@{DOMAIN}>\nCall-ID: {uuid.uuid4().hex}@127.0.0.1\n"
+                        f"CSeq: 1 MESSAGE\nMax-Forwards: 70\nContent-Type: text/plain\n"
+                        f"Content-Length: {len(body)}\n\n{body}")
+            cmd = ["sipsak", "-f", request, "-s", target, "-u", sender[0], "-a", sender[1],
+                   "-l", str(self.port()), "-vv"]
             done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=30,
                                   stdin=subprocess.DEVNULL)
             with open(os.path.join(self.workdir, "sipsak-message.log"), "w") as f:
                 f.write(" ".join(cmd) + "\n" + done.stdout + done.stderr)
             got = b_recv.wait_for(lambda: any(body in l for l in b_recv.lines), 10)
             out = done.stdout + done.stderr
-            challenged = "407" in out
-            ok = done.returncode == 0 and got and challenged
-            return ok, (f"sipsak exit 0 after 407; the receiver got {body!r}" if ok else
+            challenged = "authorizing" in out  # sipsak -vv: it answered a challenge
+            final = re.findall(r"^SIP/2\.0 (\d{3})", out, re.M)
+            ok = done.returncode == 0 and got and challenged and final[-1:] == ["200"]
+            return ok, (f"sipsak answered the challenge, got 200; the receiver got {body!r}" if ok else
                         f"sipsak exit {done.returncode}, 407 seen {challenged}, body received {got}: {out[-400:]!r}")
         finally:
             b_recv.stop()

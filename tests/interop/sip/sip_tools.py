@@ -186,13 +186,15 @@ class Sipp:
         self.scenario = scenario if os.path.isabs(scenario) else os.path.join(SCENARIOS, scenario)
         cmd = ["sipp"] + ([remote] if remote else []) + [
             "-sf", self.scenario, "-t", transport, "-i", "127.0.0.1", "-bind_local",
-            "-m", str(calls), "-nostdin",
+            "-nostdin",
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_err", "-error_file", self.path("errors.log"),
             "-trace_stat", "-stf", self.path("stat.csv"), "-fd", "1",
         ]
         if trace_msg:
             cmd += ["-trace_msg", "-message_file", self.path("messages.log")]
+        if calls:  # None: no limit (a callee serving a whole benchmark)
+            cmd += ["-m", str(calls)]
         if csv:
             cmd += ["-inf", csv]
         if rate:
