@@ -285,7 +285,8 @@ async fn a_connection_the_peer_closes_is_reported_and_the_next_connect_opens_ane
 async fn opened_connections_idle_out_unless_registered() {
     let (transports, mut events) = start(TransportConfig {
         limits: Limits {
-            idle_timeout: Duration::from_millis(200),
+            // Long enough to register the first connection before it idles out.
+            idle_timeout: Duration::from_millis(500),
             registered_idle_timeout: Duration::from_secs(3600),
             ..Limits::default()
         },
