@@ -53,6 +53,7 @@ mod via;
 
 pub mod auth;
 pub mod framer;
+pub mod malformed;
 
 pub use addr::{Contact, ContactAddr, DisplayName, NameAddr};
 pub use builder::{ForwardBuilder, RequestBuilder, ResponseBuilder, ResponseForwardBuilder};
@@ -64,5 +65,5 @@ pub use params::{Param, ParamIter, Params};
 pub use scan::unescape;
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri, UriParam, UriParams};
 pub use validate::Rejection;
-pub use values::{reason_phrase, CSeq, MediaType, Method};
+pub use values::{reason_phrase, safe_reason, CSeq, MediaType, Method};
 pub use via::{RPort, Via};

@@ -156,6 +156,22 @@ impl<'a> MediaType<'a> {
     }
 }
 
+/// `text` made fit for a reason phrase or a quoted header text: printable ASCII only (control
+/// characters, line breaks and non-ASCII become spaces, so nothing can break the message),
+/// at most 160 characters.
+pub fn safe_reason(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(160)
+        .collect()
+}
+
 /// The default reason phrase for a status code (RFC 3261 §21 and common
 /// extensions); `""` if unknown.
 pub fn reason_phrase(code: u16) -> &'static str {

@@ -1,6 +1,12 @@
 //! The Via header (RFC 3261 §20.42, RFC 3581 `rport`).
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use bytes::{BufMut, BytesMut};
+
 use crate::error::{ErrorKind, ParseError};
+use crate::message::Message;
 use crate::params::{parse_params, Params};
 use crate::scan::{parse_u32, Cursor};
 use crate::uri::{parse_host, parse_port, Host};
@@ -160,6 +166,56 @@ impl<'a> Via<'a> {
     }
 }
 
+impl Message {
+    /// This request with its top Via stamped for the packet's `source` (RFC 3261 §18.2.1,
+    /// RFC 3581 §4): `received` when the sent-by host differs from the source IP or `rport`
+    /// is present, `rport=<port>` when asked for. Every response built from the stamped
+    /// request (they copy the Via lines) then goes back where the request came from.
+    /// `None` when nothing needs stamping or the top Via is unusable.
+    pub fn with_received(&self, source: SocketAddr) -> Option<Message> {
+        let bytes = self.to_bytes();
+        let via = self.top_via().ok()?;
+        let wants_rport = via.rport().is_some();
+        if !wants_rport && via.host().ip() == Some(source.ip()) {
+            return None;
+        }
+        let element = via.as_bytes();
+        let start = offset_in(&bytes, element)?;
+        let params = via.params().as_bytes();
+        let params_start = start + element.len().checked_sub(params.len())?;
+        let end = start + element.len();
+
+        let mut out = BytesMut::with_capacity(bytes.len() + 48);
+        out.put_slice(bytes.get(..params_start)?);
+        for param in via.params().iter() {
+            if param.name.eq_ignore_ascii_case("received")
+                || param.name.eq_ignore_ascii_case("rport")
+            {
+                continue;
+            }
+            out.put_u8(b';');
+            out.put_slice(param.name.as_bytes());
+            if let Some(value) = param.value {
+                out.put_u8(b'=');
+                out.put_slice(value);
+            }
+        }
+        let mut writer = (&mut out).writer();
+        let _ = write!(writer, ";received={}", source.ip());
+        if wants_rport {
+            let _ = write!(writer, ";rport={}", source.port());
+        }
+        out.put_slice(bytes.get(end..)?);
+        Message::parse(out.freeze()).ok()
+    }
+}
+
+/// Where `part` (a view borrowed from `whole`) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset + part.len() <= whole.len()).then_some(offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +274,58 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod received_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn request(via: &str) -> Message {
+        Message::parse(Bytes::from(format!(
+            "OPTIONS sip:example.com SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )))
+        .unwrap()
+    }
+
+    fn top_via(message: &Message) -> String {
+        String::from_utf8(message.top_via().unwrap().as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn rport_is_filled_and_received_added() {
+        let source = "203.0.113.7:40000".parse().unwrap();
+        let stamped = request("SIP/2.0/UDP 192.168.1.2:5060;rport;branch=z9hG4bK1")
+            .with_received(source)
+            .unwrap();
+        assert_eq!(
+            top_via(&stamped),
+            "SIP/2.0/UDP 192.168.1.2:5060;branch=z9hG4bK1;received=203.0.113.7;rport=40000"
+        );
+        // The other Via and the rest are untouched.
+        assert_eq!(stamped.vias().count(), 2);
+        assert_eq!(stamped.call_id().unwrap(), "c");
+        let response = stamped.response(200).build();
+        assert!(String::from_utf8(response)
+            .unwrap()
+            .contains("received=203.0.113.7;rport=40000"));
+    }
+
+    #[test]
+    fn received_only_when_the_host_differs() {
+        let source = "192.0.2.1:5060".parse().unwrap();
+        assert!(request("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1")
+            .with_received(source)
+            .is_none());
+        let stamped = request("SIP/2.0/TCP host.example;branch=z9hG4bK1")
+            .with_received(source)
+            .unwrap();
+        assert_eq!(
+            top_via(&stamped),
+            "SIP/2.0/TCP host.example;branch=z9hG4bK1;received=192.0.2.1"
+        );
     }
 }

@@ -3,9 +3,7 @@
 //! single event channel and hands each message to the shard of its flow.
 
 mod answer;
-mod malformed;
 mod shard;
-mod via;
 
 use crate::config::{Config, Listen};
 use crate::secret::SecretKey;

@@ -3,7 +3,6 @@
 //! so a request's retransmissions (same flow) always meet its transaction, without locks.
 
 use super::answer::{self, Identity};
-use super::{malformed, via};
 use bytes::Bytes;
 use sip_message::FlowId;
 use sip_message::Message;
@@ -112,7 +111,7 @@ impl Shard {
             Err(error) => {
                 self.context.transports.record_unparsable(transport);
                 debug!(%flow, %error, "unparsable SIP message");
-                if let Some(response) = malformed::bad_request(&raw, &error.to_string()) {
+                if let Some(response) = sip_message::malformed::bad_request(&raw, &error.to_string()) {
                     self.send(flow, response).await;
                 }
                 return;
@@ -142,7 +141,7 @@ impl Shard {
             }
             return;
         }
-        let message = via::stamp_received(&message, remote).unwrap_or(message);
+        let message = message.with_received(remote).unwrap_or(message);
         match self.layer.handle_message(message, flow, Instant::now()) {
             Ok(()) => {}
             Err(ReceiveError::Overloaded(request)) => {
@@ -228,12 +227,12 @@ impl Shard {
 
     /// Hands the REGISTER to the registrar; its answer comes back through `completions`.
     fn start_register(&mut self, transaction: TransactionId, request: Message, arrival: Arrival) {
-        let Arrival { flow, remote, .. } = arrival;
+        let Arrival { flow, remote, local } = arrival;
         self.pending_registers += 1;
         let registrar = self.context.registrar.clone();
         let completions = self.completions.clone();
         tokio::spawn(async move {
-            let source = Source { remote, flow };
+            let source = Source { remote, local, flow };
             let outcome = registrar
                 .handle_register(&request, source, SystemTime::now())
                 .await;

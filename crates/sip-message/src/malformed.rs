@@ -46,17 +46,7 @@ pub fn bad_request(raw: &[u8], reason: &str) -> Option<Bytes> {
     if !found.iter().all(|&present| present) {
         return None;
     }
-    let reason: String = reason
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .take(120)
-        .collect();
+    let reason = crate::safe_reason(reason);
     let mut out = BytesMut::with_capacity(raw.len().min(2048) + 128);
     out.put_slice(b"SIP/2.0 400 Bad Request - ");
     out.put_slice(reason.as_bytes());
@@ -113,7 +103,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("CSeq: 1 REGISTER\r\n"), "{text}");
-        assert!(sip_message::Message::parse(response.clone()).is_ok());
+        assert!(crate::Message::parse(response.clone()).is_ok());
     }
 
     #[test]
