@@ -387,8 +387,9 @@ impl Transports {
         self.shared.stop_accepting.cancel();
     }
 
-    /// Stops accepting, then closes every connection (accepted and opened) after writing what is queued to it
-    /// (each within [`Limits::close_timeout`]), stops UDP, and returns once every task ended.
+    /// Stops accepting, then closes every connection (accepted and opened) after writing what
+    /// is queued to it (each within [`Limits::close_timeout`]), stops UDP, and returns once
+    /// every task ended. Later connects fail with [`ConnectError::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.stop_accepting();
         self.shared.closing.cancel();
