@@ -13,7 +13,8 @@ running for the whole benchmark, and for each rate step one sipp caller over UDP
 socket (uac-call.xml: INVITE, 407, ACK, INVITE with Proxy-Authorization, 100, 180, 200, ACK,
 pause --pause-ms, BYE, 200) placing rate x seconds calls, cycling through --callers callers
 and the callees, after an unmeasured warm-up step (--warmup-seconds). The steps alternate
-between the servers (sipd's step at a rate, then Kamailio's), so both meet the same machine load; a server waits --cooldown seconds after its
+between the servers (sipd's step at a rate, then Kamailio's), so both meet the same
+machine load; a server waits --cooldown seconds after its
 previous step (sipd holds each completed transaction for Timer J/K, 32 s over UDP).
 
 Per step and server: offered and achieved rate, calls, failed calls (sipp's failures plus calls

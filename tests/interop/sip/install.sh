@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the SIP interop test needs on a fresh Debian machine (run as root):
-# sipp (Debian package sip-tester), baresip, sipsak, and
-# JsSIP + ws from package-lock.json into tests/interop/sip/node/node_modules (npm ci).
+# Installs what the SIP interop tests need on a fresh Debian machine (run as root):
+# sipp (Debian package sip-tester), baresip, sipsak, openssl (the call test's TLS certificates),
+# and JsSIP + ws from package-lock.json into tests/interop/sip/node/node_modules (npm ci).
+# The Kamailio anchor (calls.py --server kamailio, bench/call-load.sh) needs the packages
+# kamailio and kamailio-postgres-modules too: `INSTALL_KAMAILIO=1 bash install.sh`.
 # Node 20 and npm must already be there. Prints how long each part took.
 #
 #   bash tests/interop/sip/install.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-apt_packages=(sip-tester baresip sipsak coreutils)
+apt_packages=(sip-tester baresip sipsak openssl coreutils)
+if [ "${INSTALL_KAMAILIO:-0}" = 1 ]; then
+    apt_packages+=(kamailio kamailio-postgres-modules postgresql-client)
+fi
 
 missing=()
 for package in "${apt_packages[@]}"; do
