@@ -4,19 +4,17 @@
 //! Once its final response is out, such a transaction only ever resends that response
 //! to a retransmitted request, for 64×T1 (32 s). At thousands of REGISTERs per second
 //! that is hundreds of thousands of transactions at once, so instead of a full
-//! transaction each keeps a record: a keyed hash of its key, its flow and the response.
-//! Timer J is the same for every record, so records expire in insertion order from a
-//! FIFO, with no per-record timer.
+//! transaction each keeps a record: the layer's keyed hash of its key (see
+//! `TransactionLayer::key_hasher`: nobody outside can make two keys collide), its flow
+//! and the response. Timer J is the same for every record, so records expire in
+//! insertion order from a FIFO, with no per-record timer.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::time::Instant;
 
 use bytes::Bytes;
 use sip_message::FlowId;
 
-use crate::key::ServerKey;
 use crate::layer::{shrunk_capacity, TransactionId, Transmit};
 
 #[derive(Debug)]
@@ -32,9 +30,6 @@ struct Record {
 /// The records, oldest first, and an index from key hash to record.
 #[derive(Debug)]
 pub(crate) struct CompletedRecords {
-    /// SipHash with keys drawn at random for this layer: without them nobody outside can
-    /// craft requests whose keys collide with another sender's record.
-    hasher: RandomState,
     records: VecDeque<Record>,
     /// Key hash to the sequence number of its record; the record with sequence number
     /// `s` is `records[s - first]`.
@@ -46,7 +41,6 @@ pub(crate) struct CompletedRecords {
 impl CompletedRecords {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            hasher: RandomState::new(),
             records: VecDeque::new(),
             index: HashMap::new(),
             first: 0,
@@ -58,17 +52,16 @@ impl CompletedRecords {
         self.records.len()
     }
 
-    /// Keeps `response` for retransmissions of the request with `key` until `expires_at`;
-    /// past the bound the oldest record goes early.
+    /// Keeps `response` for retransmissions of the request whose key hashes to `key_hash`
+    /// until `expires_at`; past the bound the oldest record goes early.
     pub(crate) fn insert(
         &mut self,
-        key: &ServerKey,
+        key_hash: u64,
         transaction: TransactionId,
         flow: FlowId,
         response: &[u8],
         expires_at: Instant,
     ) {
-        let key_hash = self.hasher.hash_one(key);
         // Deadlines follow insertion order as long as the caller's clock does not go
         // back; if it does, the record waits for the one before it.
         let expires_at = self
@@ -91,12 +84,10 @@ impl CompletedRecords {
         }
     }
 
-    /// The response to resend for a retransmission of the request with `key`.
-    pub(crate) fn resend(&self, key: &ServerKey) -> Option<Transmit> {
-        if self.records.is_empty() {
-            return None;
-        }
-        let sequence = *self.index.get(&self.hasher.hash_one(key))?;
+    /// The response to resend for a retransmission of the request whose key hashes to
+    /// `key_hash`.
+    pub(crate) fn resend(&self, key_hash: u64) -> Option<Transmit> {
+        let sequence = *self.index.get(&key_hash)?;
         let position = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
         let record = self.records.get(position)?;
         Some(Transmit {
@@ -148,52 +139,46 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::key::SentBy;
 
-    fn key(branch: &str) -> ServerKey {
-        ServerKey::Branch {
-            branch: branch.into(),
-            sent_by: SentBy {
-                host: "192.0.2.1".into(),
-                port: Some(5060),
-            },
-            method: "REGISTER".into(),
-        }
-    }
+    const SEC: Duration = Duration::from_secs(1);
 
     fn flow() -> FlowId {
         FlowId::udp("192.0.2.1:5060".parse().unwrap())
     }
 
-    fn payload(records: &CompletedRecords, branch: &str) -> Option<Bytes> {
+    /// Inserts a record whose key hash, transaction and response are all `n`.
+    fn insert(records: &mut CompletedRecords, n: u8, expires_at: Instant) {
+        let id = TransactionId(u64::from(n));
+        records.insert(u64::from(n), id, flow(), &[n], expires_at);
+    }
+
+    fn payload(records: &CompletedRecords, key_hash: u8) -> Option<Bytes> {
         records
-            .resend(&key(branch))
+            .resend(u64::from(key_hash))
             .map(|transmit| transmit.payload)
     }
 
     #[test]
-    fn records_expire_in_order() {
+    fn records_answer_until_they_expire_in_order() {
         let t0 = Instant::now();
         let mut records = CompletedRecords::new(10);
-        for (n, branch) in ["a", "b", "c"].into_iter().enumerate() {
-            let at = t0 + Duration::from_secs(n as u64);
-            records.insert(
-                &key(branch),
-                TransactionId(n as u64),
-                flow(),
-                branch.as_bytes(),
-                at,
-            );
+        for n in 1..=3 {
+            insert(&mut records, n, t0 + u32::from(n) * SEC);
         }
-        assert_eq!(payload(&records, "b").as_deref(), Some(&b"b"[..]));
-        assert_eq!(payload(&records, "d"), None);
-        assert_eq!(records.next_deadline(), Some(t0));
-        records.expire(t0 + Duration::from_secs(1));
+        let resend = records.resend(2).unwrap();
+        assert_eq!(resend.payload, [2][..]);
+        assert_eq!(
+            (resend.transaction, resend.flow),
+            (TransactionId(2), flow())
+        );
+        assert_eq!(payload(&records, 4), None);
+        assert_eq!(records.next_deadline(), Some(t0 + SEC));
+        records.expire(t0 + 2 * SEC);
         assert_eq!(records.len(), 1);
-        assert_eq!(payload(&records, "a"), None);
-        assert_eq!(payload(&records, "b"), None);
-        assert_eq!(payload(&records, "c").as_deref(), Some(&b"c"[..]));
-        records.expire(t0 + Duration::from_secs(2));
+        assert_eq!(payload(&records, 1), None);
+        assert_eq!(payload(&records, 2), None);
+        assert_eq!(payload(&records, 3).as_deref(), Some(&[3][..]));
+        records.expire(t0 + 3 * SEC);
         assert_eq!(records.len(), 0);
         assert_eq!(records.next_deadline(), None);
     }
@@ -202,35 +187,41 @@ mod tests {
     fn the_oldest_goes_past_the_bound() {
         let t0 = Instant::now();
         let mut records = CompletedRecords::new(2);
-        for (n, branch) in ["a", "b", "c"].into_iter().enumerate() {
-            records.insert(&key(branch), TransactionId(n as u64), flow(), b"r", t0);
+        for n in 1..=3 {
+            insert(&mut records, n, t0);
         }
         assert_eq!(records.len(), 2);
-        assert_eq!(payload(&records, "a"), None);
-        assert!(payload(&records, "b").is_some());
-        assert!(payload(&records, "c").is_some());
+        assert_eq!(payload(&records, 1), None);
+        assert!(payload(&records, 2).is_some());
+        assert!(payload(&records, 3).is_some());
 
         let mut none = CompletedRecords::new(0);
-        none.insert(&key("a"), TransactionId(1), flow(), b"r", t0);
+        insert(&mut none, 1, t0);
         assert_eq!(none.len(), 0);
-        assert_eq!(payload(&none, "a"), None);
+        assert_eq!(payload(&none, 1), None);
+    }
+
+    #[test]
+    fn on_a_hash_collision_the_newer_record_answers() {
+        let t0 = Instant::now();
+        let mut records = CompletedRecords::new(10);
+        insert(&mut records, 1, t0);
+        records.insert(1, TransactionId(9), flow(), b"newer", t0 + SEC);
+        assert_eq!(payload(&records, 1).as_deref(), Some(&b"newer"[..]));
+        // The older record's expiry leaves the newer one's index entry alone.
+        records.expire(t0);
+        assert_eq!(payload(&records, 1).as_deref(), Some(&b"newer"[..]));
     }
 
     #[test]
     fn a_clock_going_back_does_not_reorder_deadlines() {
         let t0 = Instant::now();
         let mut records = CompletedRecords::new(10);
-        records.insert(
-            &key("a"),
-            TransactionId(1),
-            flow(),
-            b"a",
-            t0 + Duration::from_secs(5),
-        );
-        records.insert(&key("b"), TransactionId(2), flow(), b"b", t0);
+        insert(&mut records, 1, t0 + 5 * SEC);
+        insert(&mut records, 2, t0);
         records.expire(t0);
         assert_eq!(records.len(), 2);
-        records.expire(t0 + Duration::from_secs(5));
+        records.expire(t0 + 5 * SEC);
         assert_eq!(records.len(), 0);
     }
 }

@@ -1,5 +1,9 @@
 //! Transaction keys: what makes two messages belong to the same transaction.
 
+use std::collections::HashMap;
+
+use crate::layer::TransactionId;
+
 /// Identifies a server transaction (RFC 3261 §17.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ServerKey {
@@ -68,4 +72,40 @@ impl ServerKey {
 pub(crate) struct ClientKey {
     pub(crate) branch: Box<str>,
     pub(crate) method: Box<str>,
+}
+
+/// Live transactions by a keyed hash of their key (server or client): the key itself is
+/// stored once, in its transaction, and lookups compare it there (the caller's `is_key`).
+/// Two live keys with one hash, a 2^-64 chance per pair as the hash is keyed at random
+/// per layer, cannot both be indexed: the caller refuses the second.
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex(HashMap<u64, TransactionId>);
+
+impl KeyIndex {
+    pub(crate) fn find(
+        &self,
+        hash: u64,
+        is_key: impl FnOnce(TransactionId) -> bool,
+    ) -> Option<TransactionId> {
+        self.0.get(&hash).copied().filter(|&id| is_key(id))
+    }
+
+    /// Whether a transaction with this hash could be indexed.
+    pub(crate) fn is_vacant(&self, hash: u64) -> bool {
+        !self.0.contains_key(&hash)
+    }
+
+    pub(crate) fn insert(&mut self, hash: u64, id: TransactionId) {
+        self.0.insert(hash, id);
+    }
+
+    pub(crate) fn remove(&mut self, hash: u64, id: TransactionId) {
+        if self.0.get(&hash) == Some(&id) {
+            self.0.remove(&hash);
+        }
+    }
+
+    pub(crate) fn shrink_to(&mut self, capacity: usize) {
+        self.0.shrink_to(capacity);
+    }
 }

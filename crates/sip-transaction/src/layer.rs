@@ -2,8 +2,10 @@
 //! their timers on the caller's clock and queues what must happen next.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,7 +15,7 @@ use crate::completed::CompletedRecords;
 use crate::config::{Config, ConfigError};
 use crate::invite_client::InviteClient;
 use crate::invite_server::InviteServer;
-use crate::key::{ClientKey, ServerKey};
+use crate::key::{ClientKey, KeyIndex, ServerKey};
 use crate::machine::{earliest, Action, TerminationReason, TransactionState};
 use crate::message::{self, MessageError, RequestKind};
 use crate::non_invite_client::NonInviteClient;
@@ -348,8 +350,12 @@ pub struct TransactionLayer {
     /// Boxed: a table keeps up to twice its entries' room in free slots, which would
     /// double the cost of a transaction inline.
     transactions: HashMap<TransactionId, Box<Transaction>>,
-    servers: HashMap<ServerKey, TransactionId>,
-    clients: HashMap<ClientKey, TransactionId>,
+    /// Keys the hashes of transaction keys in `servers`, `clients` and `completed`:
+    /// SipHash with keys drawn at random for this layer, so nobody outside can craft
+    /// keys that collide.
+    key_hasher: RandomState,
+    servers: KeyIndex,
+    clients: KeyIndex,
     /// RFC 2543 INVITE servers: the To tag of their latest response, which their ACK
     /// carries (§17.2.3). Rare, so not a field of every transaction.
     legacy_response_tags: HashMap<TransactionId, Box<str>>,
@@ -367,8 +373,9 @@ impl TransactionLayer {
             config,
             next_id: 0,
             transactions: HashMap::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            key_hasher: RandomState::new(),
+            servers: KeyIndex::default(),
+            clients: KeyIndex::default(),
             legacy_response_tags: HashMap::new(),
             timers: BinaryHeap::new(),
             completed: CompletedRecords::new(config.max_completed),
@@ -476,7 +483,7 @@ impl TransactionLayer {
     ) -> Result<(), ReceiveError> {
         let facts = message::response_facts(&response).map_err(ReceiveError::Unmatchable)?;
         let Some((id, status)) =
-            facts.and_then(|(key, status)| Some((*self.clients.get(&key)?, status)))
+            facts.and_then(|(key, status)| Some((self.find_client(&key)?, status)))
         else {
             self.outputs
                 .push_back(Output::StrayResponse { response, flow });
@@ -515,7 +522,8 @@ impl TransactionLayer {
             self.handle_ack(request, flow, facts.key, facts.to_tag.as_deref(), now);
             return Ok(());
         }
-        if let Some(&id) = self.servers.get(&facts.key) {
+        let key_hash = self.key_hash(&facts.key);
+        if let Some(id) = self.find_server(&facts.key, key_hash) {
             let actions = match self.transactions.get_mut(&id).map(|tx| &mut tx.machine) {
                 Some(Machine::InviteServer(machine)) => machine.on_retransmission(),
                 Some(Machine::NonInviteServer(machine)) => machine.on_retransmission(),
@@ -524,11 +532,14 @@ impl TransactionLayer {
             self.apply(id, actions, None);
             return Ok(());
         }
-        if let Some(resend) = self.completed.resend(&facts.key) {
+        if let Some(resend) = self.completed.resend(key_hash) {
             self.outputs.push_back(Output::Transmit(resend));
             return Ok(());
         }
-        if self.transactions.len() >= self.config.max_transactions {
+        // A full table, or (a 2^-64 chance) another live key with this hash.
+        if self.transactions.len() >= self.config.max_transactions
+            || !self.servers.is_vacant(key_hash)
+        {
             return Err(ReceiveError::Overloaded(request));
         }
         let reliable = flow.is_reliable();
@@ -562,7 +573,7 @@ impl TransactionLayer {
                 flow,
             }
         };
-        self.servers.insert(facts.key.clone(), id);
+        self.servers.insert(key_hash, id);
         self.transactions.insert(
             id,
             Box::new(Transaction {
@@ -579,7 +590,8 @@ impl TransactionLayer {
 
     /// The INVITE server transaction a CANCEL with this key cancels (§9.2).
     fn cancel_target(&self, cancel_key: &ServerKey) -> CancelTarget {
-        let Some(&invite) = self.servers.get(&cancel_key.with_method(message::INVITE)) else {
+        let invite_key = cancel_key.with_method(message::INVITE);
+        let Some(invite) = self.find_server(&invite_key, self.key_hash(&invite_key)) else {
             return CancelTarget::NotFound;
         };
         match self.state(invite) {
@@ -596,9 +608,10 @@ impl TransactionLayer {
         to_tag: Option<&str>,
         now: Instant,
     ) {
-        let invite = self.servers.get(&key).copied().or_else(|| {
+        let invite = self.find_server(&key, self.key_hash(&key)).or_else(|| {
             // RFC 2543: the INVITE had no To tag; the ACK carries our response's.
-            let id = *self.servers.get(&key.without_to_tag()?)?;
+            let invite_key = key.without_to_tag()?;
+            let id = self.find_server(&invite_key, self.key_hash(&invite_key))?;
             (self.legacy_response_tags.get(&id).map(|tag| &**tag) == to_tag).then_some(id)
         });
         let Some(id) = invite else {
@@ -634,19 +647,22 @@ impl TransactionLayer {
         if kind == RequestKind::Ack {
             return Err(SendRequestError::Ack);
         }
-        if self.clients.contains_key(&key) {
+        let key_hash = self.key_hash(&key);
+        // Another live key with this hash is a 2^-64 chance; another branch avoids it.
+        if !self.clients.is_vacant(key_hash) {
             return Err(SendRequestError::DuplicateBranch);
         }
         if self.transactions.len() >= self.config.max_transactions {
             return Err(SendRequestError::Overloaded);
         }
-        Ok(self.start_client(request, key, kind, flow, now))
+        Ok(self.start_client(request, key, key_hash, kind, flow, now))
     }
 
     fn start_client(
         &mut self,
         request: Message,
         key: ClientKey,
+        key_hash: u64,
         kind: RequestKind,
         flow: FlowId,
         now: Instant,
@@ -663,7 +679,7 @@ impl TransactionLayer {
             (Machine::NonInviteClient(machine), actions, kept)
         };
         let id = self.allocate_id();
-        self.clients.insert(key.clone(), id);
+        self.clients.insert(key_hash, id);
         self.transactions.insert(
             id,
             Box::new(Transaction {
@@ -703,13 +719,17 @@ impl TransactionLayer {
         let (key, kind) = message::client_facts(&cancel).map_err(CancelError::Unbuildable)?;
         let flow = tx.flow;
         // A CANCEL for this INVITE already runs: the TU asked twice.
-        if let Some(&existing) = self.clients.get(&key) {
+        let key_hash = self.key_hash(&key);
+        if let Some(existing) = self.find_client(&key) {
             return Ok(existing);
         }
-        if self.transactions.len() >= self.config.max_transactions {
+        // A full table, or (a 2^-64 chance) another live key with this hash.
+        if self.transactions.len() >= self.config.max_transactions
+            || !self.clients.is_vacant(key_hash)
+        {
             return Err(CancelError::Overloaded);
         }
-        Ok(self.start_client(cancel, key, kind, flow, now))
+        Ok(self.start_client(cancel, key, key_hash, kind, flow, now))
     }
 
     /// The TU answers the request of a server transaction.
@@ -793,6 +813,26 @@ impl TransactionLayer {
             let actions = tx.machine.on_transport_error();
             self.apply(transaction, actions, None);
         }
+    }
+
+    fn key_hash(&self, key: &impl Hash) -> u64 {
+        self.key_hasher.hash_one(key)
+    }
+
+    fn find_server(&self, key: &ServerKey, key_hash: u64) -> Option<TransactionId> {
+        self.servers.find(key_hash, |id| {
+            self.transactions
+                .get(&id)
+                .is_some_and(|tx| matches!(&tx.key, Key::Server(own) if own == key))
+        })
+    }
+
+    fn find_client(&self, key: &ClientKey) -> Option<TransactionId> {
+        self.clients.find(self.key_hash(key), |id| {
+            self.transactions
+                .get(&id)
+                .is_some_and(|tx| matches!(&tx.key, Key::Client(own) if own == key))
+        })
     }
 
     fn allocate_id(&mut self) -> TransactionId {
@@ -886,8 +926,9 @@ impl TransactionLayer {
             return;
         };
         if let (Key::Server(key), Kept::Response(response)) = (&tx.key, &tx.kept) {
+            let key_hash = self.key_hash(key);
             self.completed
-                .insert(key, id, tx.flow, response, expires_at);
+                .insert(key_hash, id, tx.flow, response, expires_at);
         }
         self.outputs.push_back(Output::Terminated {
             transaction: id,
@@ -898,9 +939,9 @@ impl TransactionLayer {
     fn remove(&mut self, id: TransactionId) -> Option<Box<Transaction>> {
         let tx = self.transactions.remove(&id)?;
         match &tx.key {
-            Key::Server(key) => self.servers.remove(key),
-            Key::Client(key) => self.clients.remove(key),
-        };
+            Key::Server(key) => self.servers.remove(self.key_hash(key), id),
+            Key::Client(key) => self.clients.remove(self.key_hash(key), id),
+        }
         if !self.legacy_response_tags.is_empty() {
             self.legacy_response_tags.remove(&id);
         }
