@@ -343,6 +343,22 @@ impl Transports {
         outbound::connect(&self.shared, destination).await
     }
 
+    /// Whether a message sent to `flow` now can go out: a UDP flow while the UDP listener
+    /// runs, a connection while it is open.
+    pub fn is_open(&self, flow: FlowId) -> bool {
+        if self.shared.closing.is_cancelled() {
+            return false;
+        }
+        match flow {
+            FlowId::Udp(_) => self.shared.udp.is_some(),
+            FlowId::Connection { transport, id } => self
+                .shared
+                .flows
+                .get(&id)
+                .is_some_and(|entry| entry.transport == transport),
+        }
+    }
+
     /// Marks whether a connection flow carries a registration. A registered connection is
     /// kept open while anything arrives within [`Limits::registered_idle_timeout`]; an
     /// unregistered one closes after [`Limits::idle_timeout`] without traffic. UDP flows

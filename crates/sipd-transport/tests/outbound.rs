@@ -265,8 +265,10 @@ async fn a_connection_the_peer_closes_is_reported_and_the_next_connect_opens_ane
     let (transports, mut events) = start(config()).await;
     let (listener, addr) = peer().await;
     let flow = transports.connect(&tcp(addr)).await.unwrap();
+    assert!(transports.is_open(flow));
     drop(accept(&listener).await);
     assert_eq!(next_close(&mut events).await, flow);
+    assert!(!transports.is_open(flow));
     assert_eq!(transports.counters().tcp.connections_open, 0);
 
     let renewed = transports.connect(&tcp(addr)).await.unwrap();
