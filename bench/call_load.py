@@ -34,6 +34,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -236,8 +237,9 @@ class Load:
         failed += max(0, calls - successful - failed)  # calls never started or never finished
         peak = max(samples, default=mem0)
         in_progress = rate * hold_s
-        first_error = next((l.strip()[:160] for l in caller.errors().splitlines()
-                            if l.strip() and not l.startswith("---")), "")
+        # sipp's error lines: "DATE<TAB>TIME<TAB>EPOCH: text"; the first text says what failed.
+        first_error = next((l.split(": ", 1)[1].strip()[:160] for l in caller.errors().splitlines()
+                            if re.match(r"\d{4}-\d\d-\d\d\t", l) and ": " in l), "")
         return {
             "server": self.server.name, "rate": rate, "calls": calls, "rc": caller.rc,
             "successful": successful, "failed": failed,
