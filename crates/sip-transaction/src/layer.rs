@@ -123,7 +123,8 @@ pub enum SendRequestError {
     /// ACK is not a transaction (a 2xx ACK goes straight to the transport; the
     /// non-2xx ACK is generated here).
     Ack,
-    /// A transaction with this branch and method already exists.
+    /// A transaction with this branch and method already exists (or, a 2^-64 chance, one
+    /// whose key has the same keyed hash): another branch avoids it.
     DuplicateBranch,
     /// The request has no top Via with an RFC 3261 branch, or no CSeq.
     Unmatchable(MessageError),
@@ -305,12 +306,11 @@ struct Transaction {
 #[derive(Debug)]
 enum Kept {
     Nothing,
-    /// INVITE client until its final response (timer A resends it, the CANCEL and the
-    /// ACK are built from it); INVITE server until it sent a response (the 100 Trying is
-    /// built from it).
-    Request(Box<Message>),
-    /// Non-INVITE client until its final response: only ever resent, so the bytes alone.
-    RequestBytes(Bytes),
+    /// Client until its final response (timers A and E resend it; an INVITE client builds
+    /// its CANCEL and ACK from it, and in Proceeding keeps only the lines they need, see
+    /// [`message::invite_skeleton`]); INVITE server until it sent a response (the 100
+    /// Trying is built from it).
+    Request(Bytes),
     /// Server in Proceeding, or INVITE server in Completed: the latest response, resent
     /// to retransmitted requests and by timer G. An INVITE server in Accepted keeps none:
     /// the TU retransmits its 2xx itself.
@@ -492,11 +492,22 @@ impl TransactionLayer {
         let Some(tx) = self.transactions.get_mut(&id) else {
             return Ok(());
         };
+        let calling = tx.machine.state() == TransactionState::Calling;
         let actions = match &mut tx.machine {
             Machine::InviteClient(machine) => machine.on_response(status, now),
             Machine::NonInviteClient(machine) => machine.on_response(status, now),
             Machine::InviteServer(_) | Machine::NonInviteServer(_) => Vec::new(),
         };
+        if let (Kept::Request(invite), true) = (
+            &tx.kept,
+            calling && tx.machine.state() == TransactionState::Proceeding,
+        ) {
+            // No more retransmissions: the call rings, for seconds, with what the CANCEL
+            // and the ACK need.
+            if let Ok(skeleton) = message::invite_skeleton(invite) {
+                tx.kept = Kept::Request(skeleton);
+            }
+        }
         if let (Kept::Request(invite), true) = (&tx.kept, actions.contains(&Action::SendAck)) {
             // Built from the first final response, reused for its retransmissions, and
             // the INVITE goes. If it cannot be built (no To), the server's timer H ends
@@ -555,7 +566,7 @@ impl TransactionLayer {
         let id = self.allocate_id();
         // Only an INVITE server builds from its request (the 100 Trying).
         let kept = if facts.kind == RequestKind::Invite {
-            Kept::Request(Box::new(request.clone()))
+            Kept::Request(message::encode(&request))
         } else {
             Kept::Nothing
         };
@@ -669,14 +680,12 @@ impl TransactionLayer {
     ) -> TransactionId {
         let reliable = flow.is_reliable();
         let timers = self.config.timers;
-        let (machine, actions, kept) = if kind == RequestKind::Invite {
+        let (machine, actions) = if kind == RequestKind::Invite {
             let (machine, actions) = InviteClient::start(timers, reliable, now);
-            let kept = Kept::Request(Box::new(request));
-            (Machine::InviteClient(machine), actions, kept)
+            (Machine::InviteClient(machine), actions)
         } else {
             let (machine, actions) = NonInviteClient::start(timers, reliable, now);
-            let kept = Kept::RequestBytes(message::encode(&request));
-            (Machine::NonInviteClient(machine), actions, kept)
+            (Machine::NonInviteClient(machine), actions)
         };
         let id = self.allocate_id();
         self.clients.insert(key_hash, id);
@@ -686,7 +695,7 @@ impl TransactionLayer {
                 machine,
                 key: Key::Client(key),
                 flow,
-                kept,
+                kept: Kept::Request(message::encode(&request)),
                 scheduled: None,
             }),
         );
@@ -855,8 +864,7 @@ impl TransactionLayer {
         for action in actions {
             let payload = match action {
                 Action::SendRequest => match &tx.kept {
-                    Kept::Request(request) => Some(message::encode(request)),
-                    Kept::RequestBytes(request) => Some(request.clone()),
+                    Kept::Request(request) => Some(request.clone()),
                     _ => None,
                 },
                 Action::SendAck => match &tx.kept {
@@ -868,11 +876,9 @@ impl TransactionLayer {
                     _ => None,
                 },
                 Action::SendTrying => match &tx.kept {
-                    Kept::Request(invite) => {
-                        let trying = message::trying_for(invite);
+                    Kept::Request(invite) => message::trying_for(invite).ok().inspect(|trying| {
                         tx.kept = Kept::Response(trying.clone());
-                        Some(trying)
-                    }
+                    }),
                     _ => None,
                 },
                 Action::PassToTu => {

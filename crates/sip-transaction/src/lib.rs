@@ -61,11 +61,14 @@
 //!
 //! # What stays in memory
 //!
-//! A transaction keeps only what its state still needs: a client its request until the
-//! final response (then an INVITE client the ACK for a non-2xx, and nothing in RFC 6026
-//! Accepted but the key that 2xx retransmissions match); an INVITE server its request
-//! until it sent a response, then the latest response while it may resend it, and
-//! nothing in Accepted or Confirmed; a non-INVITE client nothing in Completed (Timer K).
+//! A transaction keeps only what its state still needs, as bytes: a client its request
+//! until the final response (an INVITE client, once a provisional response stopped its
+//! retransmissions, only the request line and the headers its CANCEL and ACK are built
+//! from), then an INVITE client the ACK for a non-2xx and nothing in RFC 6026 Accepted
+//! but the key that 2xx retransmissions match; an INVITE server its request until it sent
+//! a response, then the latest response while it may resend it, and nothing in Accepted
+//! or Confirmed; a non-INVITE client nothing in Completed (Timer K). Each key is held
+//! once, by its transaction, and found through a keyed hash.
 //!
 //! A non-INVITE server transaction whose final response went out over an unreliable
 //! transport (a REGISTER over UDP) has nothing left to do for 64×T1 but resend that

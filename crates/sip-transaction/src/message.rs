@@ -149,22 +149,69 @@ pub(crate) fn client_facts(request: &Message) -> Result<(ClientKey, RequestKind)
     Ok((key, RequestKind::of(method)))
 }
 
+// Transactions keep the INVITE they may still build from as its bytes and parse it again
+// when they do: the parsed form's header index would cost more than the bytes through the
+// whole call setup, and these builds are the exception (a 100 after 200 ms of silence, an
+// ACK per non-2xx, a CANCEL). What they keep is sized to its content: it stays for seconds.
+
+/// What an INVITE client keeps of its INVITE once a provisional response ended its
+/// retransmissions, while the call rings: the request line and the header lines its
+/// CANCEL and ACK are built from (RFC 3261 §9.1, §17.1.1.3), without the body (an SDP
+/// offer is most of an INVITE).
+pub(crate) fn invite_skeleton(invite: &Bytes) -> Result<Bytes, MessageError> {
+    let invite = Message::parse(invite.clone())?;
+    let text = invite.as_bytes();
+    let request_line = text
+        .iter()
+        .position(|&b| b == b'\n')
+        .and_then(|end| text.get(..=end))
+        .ok_or(MessageError::WrongMessageType)?;
+    let mut skeleton = request_line.to_vec();
+    let mut seen_via = false;
+    for header in invite.headers() {
+        let kept = match header.name {
+            // The top Via line, which holds the top Via value.
+            HeaderName::Via => !std::mem::replace(&mut seen_via, true),
+            HeaderName::Route
+            | HeaderName::From
+            | HeaderName::To
+            | HeaderName::CallId
+            | HeaderName::CSeq => true,
+            _ => false,
+        };
+        if kept {
+            skeleton.extend_from_slice(header.line);
+            skeleton.extend_from_slice(b"\r\n");
+        }
+    }
+    skeleton.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Ok(Bytes::from(skeleton))
+}
+
 /// The ACK for a non-2xx final response to `invite` (RFC 3261 §17.1.1.3).
-pub(crate) fn ack_for(invite: &Message, response: &Message) -> Result<Bytes, MessageError> {
-    Ok(Bytes::from(invite.ack_for(response)?))
+pub(crate) fn ack_for(invite: &Bytes, response: &Message) -> Result<Bytes, MessageError> {
+    Ok(exact(Message::parse(invite.clone())?.ack_for(response)?))
 }
 
 /// The 100 (Trying) an INVITE server transaction sends on its own (§17.2.1), with the
 /// request's Timestamp copied as §8.2.6.1 requires.
-pub(crate) fn trying_for(invite: &Message) -> Bytes {
+pub(crate) fn trying_for(invite: &Bytes) -> Result<Bytes, MessageError> {
+    let invite = Message::parse(invite.clone())?;
     let mut trying = invite.response(100);
     if let Some(timestamp) = invite.header(HeaderName::Timestamp) {
         trying = trying.header("Timestamp", timestamp);
     }
-    trying.build_bytes()
+    Ok(trying.build_bytes())
 }
 
 /// The CANCEL for a client INVITE (RFC 3261 §9.1).
-pub(crate) fn cancel_for(invite: &Message) -> Result<Message, MessageError> {
-    Ok(Message::parse(Bytes::from(invite.cancel()?))?)
+pub(crate) fn cancel_for(invite: &Bytes) -> Result<Message, MessageError> {
+    let cancel = Message::parse(invite.clone())?.cancel()?;
+    Ok(Message::parse(exact(cancel))?)
+}
+
+/// `built` without the spare capacity its builder reserved (room for the whole INVITE).
+fn exact(mut built: Vec<u8>) -> Bytes {
+    built.shrink_to_fit();
+    Bytes::from(built)
 }

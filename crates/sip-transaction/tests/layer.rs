@@ -1613,6 +1613,65 @@ fn cancel_waits_for_a_provisional_response() {
     );
 }
 
+/// An INVITE as a proxy forwards it: Route set, several Via lines, a body.
+fn routed_invite(branch: &str) -> Message {
+    parse(&format!(
+        "INVITE sip:bob@192.0.2.2:5060 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.1:5060;branch={branch}
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKcaller;received=192.0.2.1
+Route: <sip:edge1.example.com;lr>, <sip:edge2.example.com;lr>
+Route: <sip:edge3.example.com;lr>
+Record-Route: <sip:198.51.100.1;lr>
+Max-Forwards: 69
+From: \"Alice\" <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: routed@192.0.2.1
+CSeq: 7 INVITE
+Contact: <sip:alice@192.0.2.1>
+Content-Type: application/sdp
+Content-Length: 23
+
+v=0
+o=- 1 1 IN IP4 x
+"
+    ))
+}
+
+#[test]
+fn a_ringing_invite_client_builds_the_same_cancel_and_ack_from_what_it_keeps() {
+    let t0 = Instant::now();
+    let mut layer = layer();
+    let invite = routed_invite("z9hG4bKsk1");
+    let id = layer.send_request(invite.clone(), udp(), t0).unwrap();
+    drain(&mut layer);
+    // The 180 ends the retransmissions: the body and most headers are dropped.
+    layer
+        .handle_message(
+            response(180, "INVITE", "z9hG4bKsk1", Some("b1")),
+            udp(),
+            t0 + MS,
+        )
+        .unwrap();
+    drain(&mut layer);
+    layer.cancel(id, t0 + 2 * MS).unwrap();
+    let cancel = sent(&drain(&mut layer));
+    assert_eq!(
+        cancel,
+        [String::from_utf8(invite.cancel().unwrap()).unwrap()]
+    );
+
+    let busy = response(486, "INVITE", "z9hG4bKsk1", Some("b1"));
+    layer
+        .handle_message(busy.clone(), udp(), t0 + 3 * MS)
+        .unwrap();
+    let ack = sent(&drain(&mut layer));
+    assert_eq!(
+        ack,
+        [String::from_utf8(invite.ack_for(&busy).unwrap()).unwrap()]
+    );
+    assert!(ack[0].contains("Route: <sip:edge3.example.com;lr>"));
+}
+
 #[test]
 fn cancel_errors() {
     let t0 = Instant::now();
