@@ -204,7 +204,8 @@ class Load:
                         local_port=self.caller_port, csv=self.calls_csv, calls=calls, rate=rate,
                         pause_ms=a.pause_ms, trace_msg=False, timeout_s=timeout_s,
                         keys={"domain": DOMAIN, "via_transport": "UDP", "uri_transport": "udp"},
-                        extra=["-rp", "1000", "-l", str(int(rate * (hold_s + 10))),
+                        # Concurrent calls capped: sipp needs a file descriptor per call (limit 20,000 here).
+                        extra=["-rp", "1000", "-l", str(min(15000, int(rate * (hold_s + 5)))),
                                "-recv_timeout", "10000", "-trace_rtt", "-rtt_freq", "1",
                                "-buff_size", str(8 * 1024 * 1024), "-max_recv_loops", "10000"])
         started = time.monotonic()
