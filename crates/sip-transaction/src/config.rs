@@ -16,11 +16,7 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Self {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        Self::RFC_3261
     }
 }
 
@@ -32,6 +28,13 @@ const MAX_TIMER: Duration = Duration::from_secs(3600);
 const MIN_TIMER_D: Duration = Duration::from_secs(32);
 
 impl Timers {
+    /// The values RFC 3261 recommends (table 4), the default.
+    pub(crate) const RFC_3261: Self = Self {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+    };
+
     /// 64×T1: timers B, F, H, J, L, M.
     pub(crate) fn transaction_timeout(&self) -> Duration {
         self.t1.saturating_mul(64)

@@ -36,22 +36,17 @@ enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct InviteClient {
     state: State,
-    timers: Timers,
     reliable: bool,
 }
 
 impl InviteClient {
     /// Creates the transaction; its first action sends the INVITE.
-    pub(crate) fn start(timers: Timers, reliable: bool, now: Instant) -> (Self, Vec<Action>) {
+    pub(crate) fn start(timers: &Timers, reliable: bool, now: Instant) -> (Self, Vec<Action>) {
         let state = State::Calling {
-            retransmit: Retransmit::start(&timers, reliable, now),
+            retransmit: Retransmit::start(timers, reliable, now),
             timeout_at: after(now, timers.transaction_timeout()),
         };
-        let machine = Self {
-            state,
-            timers,
-            reliable,
-        };
+        let machine = Self { state, reliable };
         (machine, vec![Action::SendRequest])
     }
 
@@ -79,7 +74,12 @@ impl InviteClient {
     }
 
     /// A response matching this transaction arrived.
-    pub(crate) fn on_response(&mut self, status: u16, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_response(
+        &mut self,
+        timers: &Timers,
+        status: u16,
+        now: Instant,
+    ) -> Vec<Action> {
         let Some(class) = StatusClass::of(status) else {
             return Vec::new();
         };
@@ -90,7 +90,7 @@ impl InviteClient {
             }
             (State::Calling { .. } | State::Proceeding, StatusClass::Success) => {
                 self.state = State::Accepted {
-                    terminate_at: after(now, self.timers.transaction_timeout()),
+                    terminate_at: after(now, timers.transaction_timeout()),
                 };
                 vec![Action::PassToTu]
             }
@@ -104,7 +104,7 @@ impl InviteClient {
                     ]
                 } else {
                     self.state = State::Completed {
-                        terminate_at: after(now, self.timers.timer_d()),
+                        terminate_at: after(now, timers.timer_d()),
                     };
                     vec![Action::SendAck, Action::PassToTu]
                 }
@@ -165,15 +165,16 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TIMERS: Timers = Timers::RFC_3261;
 
     fn udp(now: Instant) -> InviteClient {
-        let (machine, actions) = InviteClient::start(Timers::default(), false, now);
+        let (machine, actions) = InviteClient::start(&TIMERS, false, now);
         assert_eq!(actions, [Action::SendRequest]);
         machine
     }
 
     fn tcp(now: Instant) -> InviteClient {
-        InviteClient::start(Timers::default(), true, now).0
+        InviteClient::start(&TIMERS, true, now).0
     }
 
     #[test]
@@ -230,12 +231,15 @@ mod tests {
     fn provisional_stops_retransmissions_and_timer_b() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert_eq!(tx.on_response(180, t0 + 100 * MS), [Action::PassToTu]);
+        assert_eq!(
+            tx.on_response(&TIMERS, 180, t0 + 100 * MS),
+            [Action::PassToTu]
+        );
         assert_eq!(tx.state(), TransactionState::Proceeding);
         assert_eq!(tx.next_deadline(), None);
         assert!(tx.on_timeout(t0 + Duration::from_secs(60)).is_empty());
         // Further provisionals keep going up.
-        assert_eq!(tx.on_response(183, t0), [Action::PassToTu]);
+        assert_eq!(tx.on_response(&TIMERS, 183, t0), [Action::PassToTu]);
         assert_eq!(tx.state(), TransactionState::Proceeding);
     }
 
@@ -243,18 +247,18 @@ mod tests {
     fn non_2xx_final_acks_and_absorbs_retransmissions_until_timer_d() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_response(100, t0);
+        tx.on_response(&TIMERS, 100, t0);
         assert_eq!(
-            tx.on_response(486, t0 + MS),
+            tx.on_response(&TIMERS, 486, t0 + MS),
             [Action::SendAck, Action::PassToTu]
         );
         assert_eq!(tx.state(), TransactionState::Completed);
         assert_eq!(tx.next_deadline(), Some(t0 + MS + Duration::from_secs(32)));
         // Retransmitted final: ACK again, TU not bothered.
-        assert_eq!(tx.on_response(486, t0 + 2 * MS), [Action::SendAck]);
+        assert_eq!(tx.on_response(&TIMERS, 486, t0 + 2 * MS), [Action::SendAck]);
         // Stray provisional or 2xx in Completed: absorbed.
-        assert!(tx.on_response(180, t0 + 3 * MS).is_empty());
-        assert!(tx.on_response(200, t0 + 3 * MS).is_empty());
+        assert!(tx.on_response(&TIMERS, 180, t0 + 3 * MS).is_empty());
+        assert!(tx.on_response(&TIMERS, 200, t0 + 3 * MS).is_empty());
         assert!(tx.on_timeout(t0 + Duration::from_secs(32)).is_empty());
         assert_eq!(
             tx.on_timeout(t0 + MS + Duration::from_secs(32)),
@@ -266,7 +270,10 @@ mod tests {
     fn non_2xx_final_straight_from_calling() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert_eq!(tx.on_response(503, t0), [Action::SendAck, Action::PassToTu]);
+        assert_eq!(
+            tx.on_response(&TIMERS, 503, t0),
+            [Action::SendAck, Action::PassToTu]
+        );
         assert_eq!(tx.state(), TransactionState::Completed);
     }
 
@@ -275,7 +282,7 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
         assert_eq!(
-            tx.on_response(404, t0),
+            tx.on_response(&TIMERS, 404, t0),
             [
                 Action::SendAck,
                 Action::PassToTu,
@@ -290,13 +297,16 @@ mod tests {
     fn success_enters_accepted_and_passes_every_2xx_until_timer_m() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_response(180, t0);
-        assert_eq!(tx.on_response(200, t0 + MS), [Action::PassToTu]);
+        tx.on_response(&TIMERS, 180, t0);
+        assert_eq!(tx.on_response(&TIMERS, 200, t0 + MS), [Action::PassToTu]);
         assert_eq!(tx.state(), TransactionState::Accepted);
         // Retransmitted or forked 2xx: up to the TU, never ACKed here.
-        assert_eq!(tx.on_response(200, t0 + 2 * MS), [Action::PassToTu]);
-        assert!(tx.on_response(180, t0 + 2 * MS).is_empty());
-        assert!(tx.on_response(500, t0 + 2 * MS).is_empty());
+        assert_eq!(
+            tx.on_response(&TIMERS, 200, t0 + 2 * MS),
+            [Action::PassToTu]
+        );
+        assert!(tx.on_response(&TIMERS, 180, t0 + 2 * MS).is_empty());
+        assert!(tx.on_response(&TIMERS, 500, t0 + 2 * MS).is_empty());
         assert_eq!(tx.next_deadline(), Some(t0 + MS + Duration::from_secs(32)));
         assert_eq!(
             tx.on_timeout(t0 + MS + Duration::from_secs(32)),
@@ -308,7 +318,7 @@ mod tests {
     fn success_over_reliable_transport_still_waits_for_timer_m() {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
-        assert_eq!(tx.on_response(200, t0), [Action::PassToTu]);
+        assert_eq!(tx.on_response(&TIMERS, 200, t0), [Action::PassToTu]);
         assert_eq!(tx.state(), TransactionState::Accepted);
         assert_eq!(tx.next_deadline(), Some(t0 + Duration::from_secs(32)));
     }
@@ -323,19 +333,19 @@ mod tests {
         );
 
         let mut completed = udp(t0);
-        completed.on_response(600, t0);
+        completed.on_response(&TIMERS, 600, t0);
         assert_eq!(
             completed.on_transport_error(),
             [Action::Terminate(TerminationReason::TransportError)]
         );
 
         let mut proceeding = udp(t0);
-        proceeding.on_response(180, t0);
+        proceeding.on_response(&TIMERS, 180, t0);
         assert!(proceeding.on_transport_error().is_empty());
         assert_eq!(proceeding.state(), TransactionState::Proceeding);
 
         let mut accepted = udp(t0);
-        accepted.on_response(200, t0);
+        accepted.on_response(&TIMERS, 200, t0);
         assert!(accepted.on_transport_error().is_empty());
         assert_eq!(accepted.state(), TransactionState::Accepted);
     }
@@ -344,9 +354,9 @@ mod tests {
     fn terminated_ignores_everything() {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
-        tx.on_response(404, t0);
-        assert!(tx.on_response(404, t0).is_empty());
-        assert!(tx.on_response(200, t0).is_empty());
+        tx.on_response(&TIMERS, 404, t0);
+        assert!(tx.on_response(&TIMERS, 404, t0).is_empty());
+        assert!(tx.on_response(&TIMERS, 200, t0).is_empty());
         assert!(tx.on_transport_error().is_empty());
         assert!(tx.on_timeout(t0 + Duration::from_secs(100)).is_empty());
     }
@@ -355,8 +365,8 @@ mod tests {
     fn nonsense_status_codes_are_ignored() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert!(tx.on_response(99, t0).is_empty());
-        assert!(tx.on_response(700, t0).is_empty());
+        assert!(tx.on_response(&TIMERS, 99, t0).is_empty());
+        assert!(tx.on_response(&TIMERS, 700, t0).is_empty());
         assert_eq!(tx.state(), TransactionState::Calling);
     }
 }

@@ -44,14 +44,12 @@ enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct InviteServer {
     state: State,
-    timers: Timers,
     reliable: bool,
 }
 
 impl InviteServer {
     /// Creates the transaction for a new INVITE, which its first action passes to the TU.
     pub(crate) fn start(
-        timers: Timers,
         reliable: bool,
         trying_delay: Duration,
         now: Instant,
@@ -65,11 +63,7 @@ impl InviteServer {
             trying_at,
             responded: trying_at.is_none(),
         };
-        let machine = Self {
-            state,
-            timers,
-            reliable,
-        };
+        let machine = Self { state, reliable };
         (machine, actions)
     }
 
@@ -110,7 +104,7 @@ impl InviteServer {
     }
 
     /// An ACK matching this transaction arrived.
-    pub(crate) fn on_ack(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_ack(&mut self, timers: &Timers, now: Instant) -> Vec<Action> {
         match self.state {
             State::Completed { .. } if self.reliable => {
                 self.state = State::Terminated;
@@ -118,7 +112,7 @@ impl InviteServer {
             }
             State::Completed { .. } => {
                 self.state = State::Confirmed {
-                    terminate_at: after(now, self.timers.t4),
+                    terminate_at: after(now, timers.t4),
                 };
                 Vec::new()
             }
@@ -133,6 +127,7 @@ impl InviteServer {
     /// The TU hands over a response to send.
     pub(crate) fn on_tu_response(
         &mut self,
+        timers: &Timers,
         status: u16,
         now: Instant,
     ) -> Result<Vec<Action>, ResponseRejected> {
@@ -149,14 +144,14 @@ impl InviteServer {
                 // another fork's; timer L keeps running from the first.
                 if let State::Proceeding { .. } = self.state {
                     self.state = State::Accepted {
-                        terminate_at: after(now, self.timers.transaction_timeout()),
+                        terminate_at: after(now, timers.transaction_timeout()),
                     };
                 }
             }
             (State::Proceeding { .. }, StatusClass::Failure) => {
                 self.state = State::Completed {
-                    retransmit: Retransmit::start(&self.timers, self.reliable, now),
-                    timeout_at: after(now, self.timers.transaction_timeout()),
+                    retransmit: Retransmit::start(timers, self.reliable, now),
+                    timeout_at: after(now, timers.transaction_timeout()),
                 };
             }
             _ => return Err(ResponseRejected),
@@ -181,7 +176,7 @@ impl InviteServer {
         }
     }
 
-    pub(crate) fn on_timeout(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_timeout(&mut self, timers: &Timers, now: Instant) -> Vec<Action> {
         match self.state {
             State::Proceeding {
                 trying_at: Some(at),
@@ -202,7 +197,7 @@ impl InviteServer {
                 timeout_at,
             } if retransmit.due(now) => {
                 self.state = State::Completed {
-                    retransmit: Some(retransmit.backoff(Some(self.timers.t2), now)),
+                    retransmit: Some(retransmit.backoff(Some(timers.t2), now)),
                     timeout_at,
                 };
                 vec![Action::SendResponse]
@@ -223,16 +218,17 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TIMERS: Timers = Timers::RFC_3261;
     const TRYING_DELAY: Duration = Duration::from_millis(200);
 
     fn udp(now: Instant) -> InviteServer {
-        let (machine, actions) = InviteServer::start(Timers::default(), false, TRYING_DELAY, now);
+        let (machine, actions) = InviteServer::start(false, TRYING_DELAY, now);
         assert_eq!(actions, [Action::PassToTu]);
         machine
     }
 
     fn tcp(now: Instant) -> InviteServer {
-        InviteServer::start(Timers::default(), true, TRYING_DELAY, now).0
+        InviteServer::start(true, TRYING_DELAY, now).0
     }
 
     #[test]
@@ -242,8 +238,8 @@ mod tests {
         // Retransmitted INVITE before anything was sent: absorbed, nothing to resend.
         assert!(tx.on_retransmission().is_empty());
         assert_eq!(tx.next_deadline(), Some(t0 + 200 * MS));
-        assert!(tx.on_timeout(t0 + 199 * MS).is_empty());
-        assert_eq!(tx.on_timeout(t0 + 200 * MS), [Action::SendTrying]);
+        assert!(tx.on_timeout(&TIMERS, t0 + 199 * MS).is_empty());
+        assert_eq!(tx.on_timeout(&TIMERS, t0 + 200 * MS), [Action::SendTrying]);
         assert_eq!(tx.next_deadline(), None);
         assert_eq!(tx.on_retransmission(), [Action::SendResponse]);
         assert_eq!(tx.state(), TransactionState::Proceeding);
@@ -254,18 +250,18 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = udp(t0);
         assert_eq!(
-            tx.on_tu_response(180, t0 + 50 * MS),
+            tx.on_tu_response(&TIMERS, 180, t0 + 50 * MS),
             Ok(vec![Action::SendResponse])
         );
         assert_eq!(tx.next_deadline(), None);
-        assert!(tx.on_timeout(t0 + 200 * MS).is_empty());
+        assert!(tx.on_timeout(&TIMERS, t0 + 200 * MS).is_empty());
         assert_eq!(tx.on_retransmission(), [Action::SendResponse]);
     }
 
     #[test]
     fn zero_trying_delay_sends_trying_at_once() {
         let t0 = Instant::now();
-        let (mut tx, actions) = InviteServer::start(Timers::default(), false, Duration::ZERO, t0);
+        let (mut tx, actions) = InviteServer::start(false, Duration::ZERO, t0);
         assert_eq!(actions, [Action::SendTrying, Action::PassToTu]);
         assert_eq!(tx.next_deadline(), None);
         assert_eq!(tx.on_retransmission(), [Action::SendResponse]);
@@ -275,11 +271,14 @@ mod tests {
     fn failure_response_retransmits_with_timer_g_capped_at_t2_until_timer_h() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert_eq!(tx.on_tu_response(486, t0), Ok(vec![Action::SendResponse]));
+        assert_eq!(
+            tx.on_tu_response(&TIMERS, 486, t0),
+            Ok(vec![Action::SendResponse])
+        );
         assert_eq!(tx.state(), TransactionState::Completed);
         let mut sent_at = Vec::new();
         while let Some(deadline) = tx.next_deadline() {
-            let actions = tx.on_timeout(deadline);
+            let actions = tx.on_timeout(&TIMERS, deadline);
             if actions == [Action::SendResponse] {
                 sent_at.push((deadline - t0).as_millis());
             } else {
@@ -298,7 +297,7 @@ mod tests {
     fn retransmitted_invite_in_completed_resends_final() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_tu_response(404, t0).unwrap();
+        tx.on_tu_response(&TIMERS, 404, t0).unwrap();
         assert_eq!(tx.on_retransmission(), [Action::SendResponse]);
     }
 
@@ -306,16 +305,18 @@ mod tests {
     fn ack_confirms_and_timer_i_terminates() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_tu_response(404, t0).unwrap();
-        assert!(tx.on_ack(t0 + MS).is_empty());
+        tx.on_tu_response(&TIMERS, 404, t0).unwrap();
+        assert!(tx.on_ack(&TIMERS, t0 + MS).is_empty());
         assert_eq!(tx.state(), TransactionState::Confirmed);
         assert_eq!(tx.next_deadline(), Some(t0 + MS + Duration::from_secs(5)));
         // Retransmitted ACK and INVITE: absorbed, no more response retransmission.
-        assert!(tx.on_ack(t0 + 2 * MS).is_empty());
+        assert!(tx.on_ack(&TIMERS, t0 + 2 * MS).is_empty());
         assert!(tx.on_retransmission().is_empty());
-        assert!(tx.on_timeout(t0 + Duration::from_secs(5)).is_empty());
+        assert!(tx
+            .on_timeout(&TIMERS, t0 + Duration::from_secs(5))
+            .is_empty());
         assert_eq!(
-            tx.on_timeout(t0 + MS + Duration::from_secs(5)),
+            tx.on_timeout(&TIMERS, t0 + MS + Duration::from_secs(5)),
             [Action::Terminate(TerminationReason::Normal)]
         );
     }
@@ -324,11 +325,11 @@ mod tests {
     fn reliable_transport_no_timer_g_and_ack_terminates_at_once() {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
-        tx.on_tu_response(500, t0).unwrap();
+        tx.on_tu_response(&TIMERS, 500, t0).unwrap();
         // Only timer H remains.
         assert_eq!(tx.next_deadline(), Some(t0 + Duration::from_secs(32)));
         assert_eq!(
-            tx.on_ack(t0 + MS),
+            tx.on_ack(&TIMERS, t0 + MS),
             [Action::Terminate(TerminationReason::Normal)]
         );
         assert_eq!(tx.state(), TransactionState::Terminated);
@@ -338,9 +339,9 @@ mod tests {
     fn reliable_transport_timer_h_still_fires() {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
-        tx.on_tu_response(500, t0).unwrap();
+        tx.on_tu_response(&TIMERS, 500, t0).unwrap();
         assert_eq!(
-            tx.on_timeout(t0 + Duration::from_secs(32)),
+            tx.on_timeout(&TIMERS, t0 + Duration::from_secs(32)),
             [Action::Terminate(TerminationReason::Timeout)]
         );
     }
@@ -349,29 +350,29 @@ mod tests {
     fn success_enters_accepted_until_timer_l() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_tu_response(180, t0).unwrap();
+        tx.on_tu_response(&TIMERS, 180, t0).unwrap();
         assert_eq!(
-            tx.on_tu_response(200, t0 + MS),
+            tx.on_tu_response(&TIMERS, 200, t0 + MS),
             Ok(vec![Action::SendResponse])
         );
         assert_eq!(tx.state(), TransactionState::Accepted);
         // INVITE retransmissions are absorbed, not even answered.
         assert!(tx.on_retransmission().is_empty());
         // ACKs (for 2xx) go to the TU, every time.
-        assert_eq!(tx.on_ack(t0 + 2 * MS), [Action::PassToTu]);
-        assert_eq!(tx.on_ack(t0 + 3 * MS), [Action::PassToTu]);
+        assert_eq!(tx.on_ack(&TIMERS, t0 + 2 * MS), [Action::PassToTu]);
+        assert_eq!(tx.on_ack(&TIMERS, t0 + 3 * MS), [Action::PassToTu]);
         // The TU may send 2xx again (its own retransmission, or another fork's).
         assert_eq!(
-            tx.on_tu_response(200, t0 + 4 * MS),
+            tx.on_tu_response(&TIMERS, 200, t0 + 4 * MS),
             Ok(vec![Action::SendResponse])
         );
         // But not a provisional or a failure any more.
-        assert_eq!(tx.on_tu_response(180, t0), Err(ResponseRejected));
-        assert_eq!(tx.on_tu_response(486, t0), Err(ResponseRejected));
+        assert_eq!(tx.on_tu_response(&TIMERS, 180, t0), Err(ResponseRejected));
+        assert_eq!(tx.on_tu_response(&TIMERS, 486, t0), Err(ResponseRejected));
         // Timer L runs from the first 2xx.
         assert_eq!(tx.next_deadline(), Some(t0 + MS + Duration::from_secs(32)));
         assert_eq!(
-            tx.on_timeout(t0 + MS + Duration::from_secs(32)),
+            tx.on_timeout(&TIMERS, t0 + MS + Duration::from_secs(32)),
             [Action::Terminate(TerminationReason::Normal)]
         );
     }
@@ -380,8 +381,8 @@ mod tests {
     fn success_stops_pending_trying() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_tu_response(200, t0 + 10 * MS).unwrap();
-        assert!(tx.on_timeout(t0 + 200 * MS).is_empty());
+        tx.on_tu_response(&TIMERS, 200, t0 + 10 * MS).unwrap();
+        assert!(tx.on_timeout(&TIMERS, t0 + 200 * MS).is_empty());
         assert_eq!(tx.state(), TransactionState::Accepted);
     }
 
@@ -389,19 +390,19 @@ mod tests {
     fn responses_after_final_are_rejected() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_tu_response(486, t0).unwrap();
-        assert_eq!(tx.on_tu_response(200, t0), Err(ResponseRejected));
-        assert_eq!(tx.on_tu_response(180, t0), Err(ResponseRejected));
-        tx.on_ack(t0);
-        assert_eq!(tx.on_tu_response(487, t0), Err(ResponseRejected));
-        assert_eq!(tx.on_tu_response(1000, t0), Err(ResponseRejected));
+        tx.on_tu_response(&TIMERS, 486, t0).unwrap();
+        assert_eq!(tx.on_tu_response(&TIMERS, 200, t0), Err(ResponseRejected));
+        assert_eq!(tx.on_tu_response(&TIMERS, 180, t0), Err(ResponseRejected));
+        tx.on_ack(&TIMERS, t0);
+        assert_eq!(tx.on_tu_response(&TIMERS, 487, t0), Err(ResponseRejected));
+        assert_eq!(tx.on_tu_response(&TIMERS, 1000, t0), Err(ResponseRejected));
     }
 
     #[test]
     fn ack_in_proceeding_is_ignored() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert!(tx.on_ack(t0).is_empty());
+        assert!(tx.on_ack(&TIMERS, t0).is_empty());
         assert_eq!(tx.state(), TransactionState::Proceeding);
     }
 
@@ -409,7 +410,7 @@ mod tests {
     fn transport_errors() {
         let t0 = Instant::now();
         let mut proceeding = udp(t0);
-        proceeding.on_tu_response(180, t0).unwrap();
+        proceeding.on_tu_response(&TIMERS, 180, t0).unwrap();
         assert_eq!(
             proceeding.on_transport_error(),
             [Action::ReportTransportError]
@@ -417,7 +418,7 @@ mod tests {
         assert_eq!(proceeding.state(), TransactionState::Proceeding);
 
         let mut accepted = udp(t0);
-        accepted.on_tu_response(200, t0).unwrap();
+        accepted.on_tu_response(&TIMERS, 200, t0).unwrap();
         assert_eq!(
             accepted.on_transport_error(),
             [Action::ReportTransportError]
@@ -425,15 +426,15 @@ mod tests {
         assert_eq!(accepted.state(), TransactionState::Accepted);
 
         let mut completed = udp(t0);
-        completed.on_tu_response(603, t0).unwrap();
+        completed.on_tu_response(&TIMERS, 603, t0).unwrap();
         assert_eq!(
             completed.on_transport_error(),
             [Action::Terminate(TerminationReason::TransportError)]
         );
 
         let mut confirmed = udp(t0);
-        confirmed.on_tu_response(603, t0).unwrap();
-        confirmed.on_ack(t0);
+        confirmed.on_tu_response(&TIMERS, 603, t0).unwrap();
+        confirmed.on_ack(&TIMERS, t0);
         assert!(confirmed.on_transport_error().is_empty());
         assert_eq!(confirmed.state(), TransactionState::Confirmed);
     }

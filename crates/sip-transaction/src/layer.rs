@@ -12,7 +12,7 @@ use bytes::Bytes;
 use sip_message::{FlowId, Message};
 
 use crate::completed::CompletedRecords;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Timers};
 use crate::invite_client::InviteClient;
 use crate::invite_server::InviteServer;
 use crate::key::{ClientKey, KeyIndex, ServerKey};
@@ -214,12 +214,14 @@ impl Machine {
     /// A server machine's verdict on the TU's response; client machines take none.
     fn on_tu_response(
         &mut self,
+        timers: &Timers,
         response: &Message,
         now: Instant,
     ) -> Result<Vec<Action>, SendResponseError> {
+        let status = response_status(response)?;
         let accepted = match self {
-            Self::InviteServer(m) => m.on_tu_response(response_status(response)?, now),
-            Self::NonInviteServer(m) => m.on_tu_response(response_status(response)?, now),
+            Self::InviteServer(m) => m.on_tu_response(timers, status, now),
+            Self::NonInviteServer(m) => m.on_tu_response(timers, status, now),
             Self::InviteClient(_) | Self::NonInviteClient(_) => {
                 return Err(SendResponseError::UnknownTransaction)
             }
@@ -264,11 +266,11 @@ impl Machine {
         }
     }
 
-    fn on_timeout(&mut self, now: Instant) -> Vec<Action> {
+    fn on_timeout(&mut self, timers: &Timers, now: Instant) -> Vec<Action> {
         match self {
             Self::InviteClient(m) => m.on_timeout(now),
-            Self::NonInviteClient(m) => m.on_timeout(now),
-            Self::InviteServer(m) => m.on_timeout(now),
+            Self::NonInviteClient(m) => m.on_timeout(timers, now),
+            Self::InviteServer(m) => m.on_timeout(timers, now),
             Self::NonInviteServer(m) => m.on_timeout(now),
         }
     }
@@ -453,7 +455,7 @@ impl TransactionLayer {
                 continue;
             };
             tx.scheduled = None;
-            let actions = tx.machine.on_timeout(now);
+            let actions = tx.machine.on_timeout(&self.config.timers, now);
             self.apply(id, actions, None);
         }
     }
@@ -494,8 +496,10 @@ impl TransactionLayer {
         };
         let calling = tx.machine.state() == TransactionState::Calling;
         let actions = match &mut tx.machine {
-            Machine::InviteClient(machine) => machine.on_response(status, now),
-            Machine::NonInviteClient(machine) => machine.on_response(status, now),
+            Machine::InviteClient(machine) => machine.on_response(&self.config.timers, status, now),
+            Machine::NonInviteClient(machine) => {
+                machine.on_response(&self.config.timers, status, now)
+            }
             Machine::InviteServer(_) | Machine::NonInviteServer(_) => Vec::new(),
         };
         if let (Kept::Request(invite), true) = (
@@ -554,13 +558,12 @@ impl TransactionLayer {
             return Err(ReceiveError::Overloaded(request));
         }
         let reliable = flow.is_reliable();
-        let timers = self.config.timers;
         let (machine, actions) = if facts.kind == RequestKind::Invite {
             let trying_delay = self.config.invite_trying_delay;
-            let (machine, actions) = InviteServer::start(timers, reliable, trying_delay, now);
+            let (machine, actions) = InviteServer::start(reliable, trying_delay, now);
             (Machine::InviteServer(machine), actions)
         } else {
-            let (machine, actions) = NonInviteServer::start(timers, reliable);
+            let (machine, actions) = NonInviteServer::start(reliable);
             (Machine::NonInviteServer(machine), actions)
         };
         let id = self.allocate_id();
@@ -635,7 +638,7 @@ impl TransactionLayer {
         };
         // ACK keys carry the INVITE method, so only INVITE server transactions match.
         let actions = match self.transactions.get_mut(&id).map(|tx| &mut tx.machine) {
-            Some(Machine::InviteServer(machine)) => machine.on_ack(now),
+            Some(Machine::InviteServer(machine)) => machine.on_ack(&self.config.timers, now),
             _ => Vec::new(),
         };
         let deliver = Output::Ack {
@@ -679,7 +682,7 @@ impl TransactionLayer {
         now: Instant,
     ) -> TransactionId {
         let reliable = flow.is_reliable();
-        let timers = self.config.timers;
+        let timers = &self.config.timers;
         let (machine, actions) = if kind == RequestKind::Invite {
             let (machine, actions) = InviteClient::start(timers, reliable, now);
             (Machine::InviteClient(machine), actions)
@@ -754,7 +757,9 @@ impl TransactionLayer {
         let Some(tx) = self.transactions.get_mut(&transaction) else {
             return Err(SendResponseError::UnknownTransaction);
         };
-        let actions = tx.machine.on_tu_response(&response, now)?;
+        let actions = tx
+            .machine
+            .on_tu_response(&self.config.timers, &response, now)?;
         tx.kept = Kept::Response(message::encode(&response));
         if let (Machine::InviteServer(_), Key::Server(ServerKey::Legacy(_))) =
             (&tx.machine, &tx.key)
@@ -797,7 +802,7 @@ impl TransactionLayer {
         // Let the machine judge whether a final response is still allowed (not after
         // one was sent), on a copy: the transaction is dropped either way.
         let mut judged = tx.machine.clone();
-        judged.on_tu_response(&response, now)?;
+        judged.on_tu_response(&self.config.timers, &response, now)?;
         if !judged.has_final_response() {
             return Err(SendResponseError::NotAllowed);
         }

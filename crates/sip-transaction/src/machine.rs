@@ -1,8 +1,9 @@
 //! Vocabulary shared by the four RFC 3261 §17 state machines.
 //!
-//! The machines are pure: each step takes the current state, one event and the
-//! caller's `now`, updates the state and returns the [`Action`]s the layer must
-//! carry out. They never see message bytes; the layer owns those.
+//! The machines are pure: each step takes the current state, one event, the caller's
+//! `now` and (where a timer starts) the layer's [`Timers`], updates the state and returns
+//! the [`Action`]s the layer must carry out. They never see message bytes, and hold no
+//! copy of the timer values: thousands of transactions share the layer's.
 
 use std::time::{Duration, Instant};
 

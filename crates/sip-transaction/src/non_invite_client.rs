@@ -31,23 +31,18 @@ enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct NonInviteClient {
     state: State,
-    timers: Timers,
     reliable: bool,
 }
 
 impl NonInviteClient {
     /// Creates the transaction; its first action sends the request.
-    pub(crate) fn start(timers: Timers, reliable: bool, now: Instant) -> (Self, Vec<Action>) {
+    pub(crate) fn start(timers: &Timers, reliable: bool, now: Instant) -> (Self, Vec<Action>) {
         let state = State::Waiting {
             proceeding: false,
-            retransmit: Retransmit::start(&timers, reliable, now),
+            retransmit: Retransmit::start(timers, reliable, now),
             timeout_at: after(now, timers.transaction_timeout()),
         };
-        let machine = Self {
-            state,
-            timers,
-            reliable,
-        };
+        let machine = Self { state, reliable };
         (machine, vec![Action::SendRequest])
     }
 
@@ -77,7 +72,12 @@ impl NonInviteClient {
     }
 
     /// A response matching this transaction arrived.
-    pub(crate) fn on_response(&mut self, status: u16, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_response(
+        &mut self,
+        timers: &Timers,
+        status: u16,
+        now: Instant,
+    ) -> Vec<Action> {
         let State::Waiting {
             retransmit,
             timeout_at,
@@ -105,7 +105,7 @@ impl NonInviteClient {
             }
             Some(StatusClass::Success | StatusClass::Failure) => {
                 self.state = State::Completed {
-                    terminate_at: after(now, self.timers.t4),
+                    terminate_at: after(now, timers.t4),
                 };
                 vec![Action::PassToTu]
             }
@@ -125,7 +125,7 @@ impl NonInviteClient {
         }
     }
 
-    pub(crate) fn on_timeout(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_timeout(&mut self, timers: &Timers, now: Instant) -> Vec<Action> {
         match self.state {
             State::Waiting { timeout_at, .. } if timeout_at <= now => {
                 self.state = State::Terminated;
@@ -139,11 +139,11 @@ impl NonInviteClient {
                 // §17.1.2.2: doubling capped at T2 in Trying, straight T2 in Proceeding.
                 let retransmit = if proceeding {
                     Retransmit {
-                        at: after(now, self.timers.t2),
-                        interval: self.timers.t2,
+                        at: after(now, timers.t2),
+                        interval: timers.t2,
                     }
                 } else {
-                    retransmit.backoff(Some(self.timers.t2), now)
+                    retransmit.backoff(Some(timers.t2), now)
                 };
                 self.state = State::Waiting {
                     proceeding,
@@ -168,22 +168,23 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TIMERS: Timers = Timers::RFC_3261;
 
     fn udp(now: Instant) -> NonInviteClient {
-        let (machine, actions) = NonInviteClient::start(Timers::default(), false, now);
+        let (machine, actions) = NonInviteClient::start(&TIMERS, false, now);
         assert_eq!(actions, [Action::SendRequest]);
         machine
     }
 
     fn tcp(now: Instant) -> NonInviteClient {
-        NonInviteClient::start(Timers::default(), true, now).0
+        NonInviteClient::start(&TIMERS, true, now).0
     }
 
     /// Runs the timers to the end, returning retransmission times (ms after `t0`).
     fn retransmissions(tx: &mut NonInviteClient, t0: Instant) -> Vec<u128> {
         let mut sent_at = Vec::new();
         while let Some(deadline) = tx.next_deadline() {
-            let actions = tx.on_timeout(deadline);
+            let actions = tx.on_timeout(&TIMERS, deadline);
             if actions == [Action::SendRequest] {
                 sent_at.push((deadline - t0).as_millis());
             } else {
@@ -211,8 +212,11 @@ mod tests {
     fn timer_e_is_t2_once_proceeding() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert_eq!(tx.on_timeout(t0 + 500 * MS), [Action::SendRequest]);
-        assert_eq!(tx.on_response(100, t0 + 600 * MS), [Action::PassToTu]);
+        assert_eq!(tx.on_timeout(&TIMERS, t0 + 500 * MS), [Action::SendRequest]);
+        assert_eq!(
+            tx.on_response(&TIMERS, 100, t0 + 600 * MS),
+            [Action::PassToTu]
+        );
         assert_eq!(tx.state(), TransactionState::Proceeding);
         // The pending timer E (1 s interval) still fires as armed, then T2 apart.
         assert_eq!(
@@ -232,14 +236,16 @@ mod tests {
     fn final_response_completes_and_absorbs_until_timer_k() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert_eq!(tx.on_response(200, t0 + MS), [Action::PassToTu]);
+        assert_eq!(tx.on_response(&TIMERS, 200, t0 + MS), [Action::PassToTu]);
         assert_eq!(tx.state(), TransactionState::Completed);
         assert_eq!(tx.next_deadline(), Some(t0 + MS + Duration::from_secs(5)));
-        assert!(tx.on_response(200, t0 + 2 * MS).is_empty());
-        assert!(tx.on_response(100, t0 + 2 * MS).is_empty());
-        assert!(tx.on_timeout(t0 + Duration::from_secs(5)).is_empty());
+        assert!(tx.on_response(&TIMERS, 200, t0 + 2 * MS).is_empty());
+        assert!(tx.on_response(&TIMERS, 100, t0 + 2 * MS).is_empty());
+        assert!(tx
+            .on_timeout(&TIMERS, t0 + Duration::from_secs(5))
+            .is_empty());
         assert_eq!(
-            tx.on_timeout(t0 + MS + Duration::from_secs(5)),
+            tx.on_timeout(&TIMERS, t0 + MS + Duration::from_secs(5)),
             [Action::Terminate(TerminationReason::Normal)]
         );
     }
@@ -248,9 +254,9 @@ mod tests {
     fn final_response_from_proceeding() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        tx.on_response(100, t0);
-        assert_eq!(tx.on_response(100, t0), [Action::PassToTu]);
-        assert_eq!(tx.on_response(403, t0), [Action::PassToTu]);
+        tx.on_response(&TIMERS, 100, t0);
+        assert_eq!(tx.on_response(&TIMERS, 100, t0), [Action::PassToTu]);
+        assert_eq!(tx.on_response(&TIMERS, 403, t0), [Action::PassToTu]);
         assert_eq!(tx.state(), TransactionState::Completed);
     }
 
@@ -259,14 +265,14 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = tcp(t0);
         assert_eq!(
-            tx.on_response(404, t0),
+            tx.on_response(&TIMERS, 404, t0),
             [
                 Action::PassToTu,
                 Action::Terminate(TerminationReason::Normal)
             ]
         );
         assert_eq!(tx.next_deadline(), None);
-        assert!(tx.on_response(404, t0).is_empty());
+        assert!(tx.on_response(&TIMERS, 404, t0).is_empty());
     }
 
     #[test]
@@ -278,13 +284,13 @@ mod tests {
             [Action::Terminate(TerminationReason::TransportError)]
         );
         let mut proceeding = udp(t0);
-        proceeding.on_response(180, t0);
+        proceeding.on_response(&TIMERS, 180, t0);
         assert_eq!(
             proceeding.on_transport_error(),
             [Action::Terminate(TerminationReason::TransportError)]
         );
         let mut completed = udp(t0);
-        completed.on_response(200, t0);
+        completed.on_response(&TIMERS, 200, t0);
         assert!(completed.on_transport_error().is_empty());
         assert_eq!(completed.state(), TransactionState::Completed);
     }
@@ -293,7 +299,7 @@ mod tests {
     fn nonsense_status_codes_are_ignored() {
         let t0 = Instant::now();
         let mut tx = udp(t0);
-        assert!(tx.on_response(42, t0).is_empty());
+        assert!(tx.on_response(&TIMERS, 42, t0).is_empty());
         assert_eq!(tx.state(), TransactionState::Trying);
     }
 }

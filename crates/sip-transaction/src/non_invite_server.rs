@@ -27,16 +27,14 @@ enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct NonInviteServer {
     state: State,
-    timers: Timers,
     reliable: bool,
 }
 
 impl NonInviteServer {
     /// Creates the transaction for a new request, which its first action passes to the TU.
-    pub(crate) fn start(timers: Timers, reliable: bool) -> (Self, Vec<Action>) {
+    pub(crate) fn start(reliable: bool) -> (Self, Vec<Action>) {
         let machine = Self {
             state: State::Trying,
-            timers,
             reliable,
         };
         (machine, vec![Action::PassToTu])
@@ -70,6 +68,7 @@ impl NonInviteServer {
     /// The TU hands over a response to send.
     pub(crate) fn on_tu_response(
         &mut self,
+        timers: &Timers,
         status: u16,
         now: Instant,
     ) -> Result<Vec<Action>, ResponseRejected> {
@@ -91,7 +90,7 @@ impl NonInviteServer {
             }
             StatusClass::Success | StatusClass::Failure => {
                 self.state = State::Completed {
-                    terminate_at: after(now, self.timers.transaction_timeout()),
+                    terminate_at: after(now, timers.transaction_timeout()),
                 };
                 vec![Action::SendResponse]
             }
@@ -128,9 +127,10 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TIMERS: Timers = Timers::RFC_3261;
 
     fn udp() -> NonInviteServer {
-        let (machine, actions) = NonInviteServer::start(Timers::default(), false);
+        let (machine, actions) = NonInviteServer::start(false);
         assert_eq!(actions, [Action::PassToTu]);
         machine
     }
@@ -147,12 +147,18 @@ mod tests {
     fn provisional_then_final_then_timer_j() {
         let t0 = Instant::now();
         let mut tx = udp();
-        assert_eq!(tx.on_tu_response(100, t0), Ok(vec![Action::SendResponse]));
+        assert_eq!(
+            tx.on_tu_response(&TIMERS, 100, t0),
+            Ok(vec![Action::SendResponse])
+        );
         assert_eq!(tx.state(), TransactionState::Proceeding);
         assert_eq!(tx.on_retransmission(), [Action::SendResponse]);
-        assert_eq!(tx.on_tu_response(183, t0), Ok(vec![Action::SendResponse]));
         assert_eq!(
-            tx.on_tu_response(200, t0 + MS),
+            tx.on_tu_response(&TIMERS, 183, t0),
+            Ok(vec![Action::SendResponse])
+        );
+        assert_eq!(
+            tx.on_tu_response(&TIMERS, 200, t0 + MS),
             Ok(vec![Action::SendResponse])
         );
         assert_eq!(tx.state(), TransactionState::Completed);
@@ -170,16 +176,19 @@ mod tests {
     fn final_straight_from_trying() {
         let t0 = Instant::now();
         let mut tx = udp();
-        assert_eq!(tx.on_tu_response(401, t0), Ok(vec![Action::SendResponse]));
+        assert_eq!(
+            tx.on_tu_response(&TIMERS, 401, t0),
+            Ok(vec![Action::SendResponse])
+        );
         assert_eq!(tx.state(), TransactionState::Completed);
     }
 
     #[test]
     fn reliable_transport_terminates_on_final() {
         let t0 = Instant::now();
-        let mut tx = NonInviteServer::start(Timers::default(), true).0;
+        let mut tx = NonInviteServer::start(true).0;
         assert_eq!(
-            tx.on_tu_response(200, t0),
+            tx.on_tu_response(&TIMERS, 200, t0),
             Ok(vec![
                 Action::SendResponse,
                 Action::Terminate(TerminationReason::Normal)
@@ -192,10 +201,10 @@ mod tests {
     fn second_final_is_rejected() {
         let t0 = Instant::now();
         let mut tx = udp();
-        tx.on_tu_response(200, t0).unwrap();
-        assert_eq!(tx.on_tu_response(200, t0), Err(ResponseRejected));
-        assert_eq!(tx.on_tu_response(100, t0), Err(ResponseRejected));
-        assert_eq!(udp().on_tu_response(42, t0), Err(ResponseRejected));
+        tx.on_tu_response(&TIMERS, 200, t0).unwrap();
+        assert_eq!(tx.on_tu_response(&TIMERS, 200, t0), Err(ResponseRejected));
+        assert_eq!(tx.on_tu_response(&TIMERS, 100, t0), Err(ResponseRejected));
+        assert_eq!(udp().on_tu_response(&TIMERS, 42, t0), Err(ResponseRejected));
     }
 
     #[test]
@@ -204,13 +213,13 @@ mod tests {
         let mut trying = udp();
         assert!(trying.on_transport_error().is_empty());
         let mut proceeding = udp();
-        proceeding.on_tu_response(100, t0).unwrap();
+        proceeding.on_tu_response(&TIMERS, 100, t0).unwrap();
         assert_eq!(
             proceeding.on_transport_error(),
             [Action::Terminate(TerminationReason::TransportError)]
         );
         let mut completed = udp();
-        completed.on_tu_response(200, t0).unwrap();
+        completed.on_tu_response(&TIMERS, 200, t0).unwrap();
         assert_eq!(
             completed.on_transport_error(),
             [Action::Terminate(TerminationReason::TransportError)]
