@@ -72,7 +72,7 @@ pub struct Config {
     /// (sipd's 200 to a REGISTER is ~360 bytes: ~510 bytes in all, measured in
     /// `tests/memory.rs`). Past the bound the oldest record is dropped early, and a later
     /// retransmission of its request reaches the TU as a new request (a REGISTER is
-    /// processed again).
+    /// processed again); zero keeps none.
     ///
     /// The default, 2^17 = 131,072 records, bounds this memory to ~67 MB per layer. It
     /// holds every record for all of Timer J up to 4,096 requests per second per layer; at

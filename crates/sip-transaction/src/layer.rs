@@ -109,7 +109,8 @@ pub enum Output {
 /// Why a received message was not taken in.
 #[derive(Debug, Clone)]
 pub enum ReceiveError {
-    /// The transaction limit is reached: answer this request 503 statelessly.
+    /// The transaction limit is reached (or, a 2^-64 chance, a live transaction's key has
+    /// the same keyed hash): answer this request 503 statelessly.
     Overloaded(Message),
     /// The message lacks what matching needs (top Via, CSeq, ...): drop it.
     Unmatchable(MessageError),
@@ -285,7 +286,7 @@ impl Machine {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Key {
     Server(ServerKey),
     Client(ClientKey),

@@ -30,7 +30,7 @@
 //! ))
 //! .unwrap();
 //! let now = Instant::now();
-//! layer.handle_message(options, flow, now).unwrap();
+//! layer.handle_message(options.clone(), flow, now).unwrap();
 //! let (mut sent, mut terminated) = (0, 0);
 //! while let Some(output) = layer.poll_output() {
 //!     match output {
@@ -48,16 +48,19 @@
 //! // The 200 went out, and the transaction is over for the TU...
 //! assert_eq!((sent, terminated), (1, 1));
 //! assert_eq!((layer.len(), layer.completed_len()), (0, 1));
-//! // ...while a compact record resends the 200 to retransmissions of the OPTIONS until
-//! // Timer J, 64×T1 later, then goes without a word.
+//! // ...while a compact record resends the 200 to retransmissions of the OPTIONS, which
+//! // the TU never sees, until Timer J, 64×T1 later, then goes without a word.
+//! layer.handle_message(options, flow, now + Duration::from_secs(1)).unwrap();
+//! assert!(matches!(layer.poll_output(), Some(Output::Transmit(_))));
+//! assert!(layer.poll_output().is_none());
 //! assert_eq!(layer.poll_timeout(), Some(now + Duration::from_secs(32)));
 //! layer.handle_timeout(now + Duration::from_secs(32));
 //! assert!(layer.poll_output().is_none());
 //! assert!(layer.is_empty());
 //! ```
 //!
-//! Each of the four state machines is a pure function of (state, event, now) in its
-//! own module, tested timer by timer on a virtual clock.
+//! Each of the four state machines is a pure function of (state, event, now, timer
+//! values) in its own module, tested timer by timer on a virtual clock.
 //!
 //! # What stays in memory
 //!

@@ -872,6 +872,9 @@ fn completed_records_do_not_count_toward_max_transactions() {
         layer.handle_message(register("z9hG4bKmax99"), udp(), t0 + 4 * SEC),
         Err(ReceiveError::Overloaded(_))
     ));
+    // Records still answer while the table is full.
+    let again = resent(&mut layer, register("z9hG4bKmax0"), t0 + 5 * SEC);
+    assert_eq!(again, sent[0]);
 }
 
 #[test]
