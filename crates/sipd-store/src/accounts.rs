@@ -1,5 +1,6 @@
 //! Main accounts and sub-accounts.
 
+use crate::applications::{unbind_endpoints, AppsOf};
 use crate::endpoints::endpoint_changes;
 use crate::sql::{
     get, get_bool, get_opt_time, get_time, now_ms, unique_violation, Sql, ID_ATTEMPTS,
@@ -284,7 +285,7 @@ impl Store {
     /// Delete a sub-account. `cascade`: delete its endpoints and applications too; otherwise
     /// they move to the parent account. Returns false if there was no such account.
     /// Subscribers of [`Store::subscribe_endpoint_changes`] learn of each endpoint deleted
-    /// (`Deleted`) or moved (`Updated`).
+    /// (`Deleted`), moved or unbound from a deleted application (`Updated`).
     ///
     /// A main account is not a sub-account: asking to delete one returns false.
     pub async fn delete_sub_account(&self, id: i64, cascade: bool) -> Result<bool> {
@@ -305,17 +306,20 @@ impl Store {
         };
         let changed = if cascade {
             // Bindings go with their endpoints (ON DELETE CASCADE); endpoints of other accounts
-            // bound to these apps are left without one (ON DELETE SET NULL).
+            // bound to these apps are left without one.
             let deleted =
                 sqlx::query("DELETE FROM endpoints WHERE account_id = $1 RETURNING id, username")
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
+            let unbound = unbind_endpoints(&mut tx, self.backend, AppsOf::Account, id).await?;
             sqlx::query("DELETE FROM applications WHERE account_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            endpoint_changes(&deleted, EndpointChangeKind::Deleted)?
+            let mut changed = endpoint_changes(&deleted, EndpointChangeKind::Deleted)?;
+            changed.extend(unbound);
+            changed
         } else {
             let now = now_ms();
             // The parent keeps its own defaults: moved apps lose their default flags.

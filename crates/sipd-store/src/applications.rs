@@ -1,11 +1,12 @@
 //! Applications (answer/hangup URLs the call flow fetches).
 
+use crate::endpoints::endpoint_changes;
 use crate::sql::{
     get, get_bool, get_time, is_foreign_key_violation, now_ms, unique_violation, Sql, ID_ATTEMPTS,
 };
 use crate::{
-    secrets, Application, ApplicationFilter, ApplicationPatch, NewApplication, Result, Scope,
-    Store, StoreError,
+    secrets, Application, ApplicationFilter, ApplicationPatch, Backend, EndpointChange,
+    EndpointChangeKind, NewApplication, Result, Scope, Store, StoreError,
 };
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -20,6 +21,47 @@ const APPLICATION_SELECT: &str = "SELECT ap.id, ap.app_id, ap.account_id, \
      ap.application_type, ap.default_app, ap.enabled, ap.log_incoming_message, ap.public_uri, \
      ap.sip_transfer_url, ap.sip_transfer_method, ap.created_at, ap.updated_at \
      FROM applications ap JOIN accounts a ON a.id = ap.account_id";
+
+/// Which applications [`unbind_endpoints`] unbinds: by their id, or all of an account.
+#[derive(Clone, Copy)]
+pub(crate) enum AppsOf {
+    Id,
+    Account,
+}
+
+/// Unbinds the endpoints bound to the applications whose `id` (or `account_id`) is `value`,
+/// which the caller is about to delete, and returns them as `Updated` changes: caches holding
+/// an endpoint's application learn it (the foreign key's `ON DELETE SET NULL` would unbind
+/// them silently). On PostgreSQL the applications are locked first, so no endpoint binds to
+/// them meanwhile (SQLite's write transaction is exclusive already).
+pub(crate) async fn unbind_endpoints(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    apps: AppsOf,
+    value: i64,
+) -> Result<Vec<EndpointChange>> {
+    let column = match apps {
+        AppsOf::Id => "id",
+        AppsOf::Account => "account_id",
+    };
+    if backend == Backend::Postgres {
+        sqlx::query(&format!(
+            "SELECT id FROM applications WHERE {column} = $1 FOR UPDATE"
+        ))
+        .bind(value)
+        .fetch_all(&mut *conn)
+        .await?;
+    }
+    let rows = sqlx::query(&format!(
+        "UPDATE endpoints SET application_id = NULL, updated_at = $1 WHERE application_id IN \
+         (SELECT id FROM applications WHERE {column} = $2) RETURNING id, username"
+    ))
+    .bind(now_ms())
+    .bind(value)
+    .fetch_all(&mut *conn)
+    .await?;
+    endpoint_changes(&rows, EndpointChangeKind::Updated)
+}
 
 /// Which per-account default flag (at most one app of an account holds each).
 #[derive(Clone, Copy)]
@@ -299,17 +341,30 @@ impl Store {
         Ok(Some(app))
     }
 
-    /// Endpoints bound to the app are left with no application. False if not found.
+    /// Endpoints bound to the app are left with no application; subscribers of
+    /// [`Store::subscribe_endpoint_changes`] learn it for each (`Updated`). False if not found.
     pub async fn delete_application(&self, scope: Scope, app_id: &str) -> Result<bool> {
-        let mut sql = Sql::new(
-            "DELETE FROM applications WHERE id IN (SELECT ap.id FROM applications ap \
-             JOIN accounts a ON a.id = ap.account_id WHERE ap.app_id = ",
-        );
-        sql.bind(app_id.to_owned())?;
-        sql.scope(scope)?;
-        sql.push(")");
-        let mut conn = self.pool.acquire().await?;
-        Ok(sql.execute(&mut conn).await? > 0)
+        let mut find =
+            Sql::new("SELECT ap.id FROM applications ap JOIN accounts a ON a.id = ap.account_id");
+        find.push(" WHERE ap.app_id = ").bind(app_id.to_owned())?;
+        find.scope(scope)?;
+        let mut tx = self.begin_write().await?;
+        let Some(found) = find.fetch_optional(&mut tx).await? else {
+            return Ok(false);
+        };
+        let id: i64 = get(&found, "id")?;
+        let unbound = unbind_endpoints(&mut tx, self.backend, AppsOf::Id, id).await?;
+        let deleted = sqlx::query("DELETE FROM applications WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        self.changes
+            .notify_in_transaction(&mut tx, &unbound)
+            .await?;
+        tx.commit().await?;
+        self.changes.publish(unbound);
+        Ok(deleted > 0)
     }
 
     /// The app of `account_id` flagged `default_endpoint_app`, if any.

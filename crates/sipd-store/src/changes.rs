@@ -43,8 +43,9 @@ pub enum EndpointChangeKind {
     CredentialsChanged,
     /// The endpoint is gone, with its bindings.
     Deleted,
-    /// Other fields changed (e.g. the endpoint moved to another account when its sub-account
-    /// was deleted); cached rows are stale, bindings stay valid.
+    /// Other fields changed: permissions, alias or application (also when its application was
+    /// deleted), or the endpoint moved to another account when its sub-account was deleted.
+    /// Cached rows (credentials with permissions and owner) are stale; bindings stay valid.
     Updated,
 }
 

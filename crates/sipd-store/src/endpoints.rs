@@ -372,11 +372,16 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Digest credentials by SIP username, for the registrar.
+    /// Digest credentials by SIP username, with the endpoint's owner, family, application and
+    /// permissions: for the registrar and the proxy, which cache them until an endpoint change
+    /// ([`Store::subscribe_endpoint_changes`]) says they are stale.
     pub async fn credentials_by_username(&self, username: &str) -> Result<Option<Credentials>> {
         let row = sqlx::query(
-            "SELECT id, endpoint_id, account_id, username, ha1_md5, ha1_sha256, credentials_changed_at \
-             FROM endpoints WHERE username = $1",
+            "SELECT e.id, e.endpoint_id, e.account_id, COALESCE(a.parent_id, a.id) AS family_id, \
+             e.application_id, e.username, e.ha1_md5, e.ha1_sha256, e.credentials_changed_at, \
+             e.allow_voice, e.allow_message, e.allow_video, e.allow_same_domain, \
+             e.allow_other_domains, e.allow_phones, e.allow_apps \
+             FROM endpoints e JOIN accounts a ON a.id = e.account_id WHERE e.username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -386,10 +391,19 @@ impl Store {
                 endpoint_pk: get(&row, "id")?,
                 endpoint_id: get(&row, "endpoint_id")?,
                 account_id: get(&row, "account_id")?,
+                account_family_id: get(&row, "family_id")?,
+                application_id: get(&row, "application_id")?,
                 username: get(&row, "username")?,
                 ha1_md5: get(&row, "ha1_md5")?,
                 ha1_sha256: get(&row, "ha1_sha256")?,
                 credentials_changed_at: get_time(&row, "credentials_changed_at")?,
+                allow_voice: get_bool(&row, "allow_voice")?,
+                allow_message: get_bool(&row, "allow_message")?,
+                allow_video: get_bool(&row, "allow_video")?,
+                allow_same_domain: get_bool(&row, "allow_same_domain")?,
+                allow_other_domains: get_bool(&row, "allow_other_domains")?,
+                allow_phones: get_bool(&row, "allow_phones")?,
+                allow_apps: get_bool(&row, "allow_apps")?,
             })
         })
         .transpose()

@@ -14,8 +14,8 @@
 //! Registrar support: [`Store::binding_writer`] commits binding changes with group commit
 //! (concurrent REGISTERs share one transaction; each is answered after its commit),
 //! [`Store::live_bindings`] reloads them at start, [`Store::purge_expired_bindings`] cleans up,
-//! and [`Store::subscribe_endpoint_changes`] tells every node's caches about password changes
-//! and deleted endpoints (LISTEN/NOTIFY on PostgreSQL).
+//! and [`Store::subscribe_endpoint_changes`] tells every node's caches about password changes,
+//! other endpoint changes and deleted endpoints (LISTEN/NOTIFY on PostgreSQL).
 //!
 //! ```no_run
 //! # async fn registrar(store: sipd_store::Store, binding: sipd_store::Binding) -> sipd_store::Result<()> {
@@ -242,9 +242,9 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Subscribe to endpoint changes made through any store on this database: password changes
-    /// and deletions (by the API, or with a deleted sub-account), so caches drop credentials
-    /// and bindings at once. Changes made through this store arrive right after they commit;
+    /// Subscribe to endpoint changes made through any store on this database: password changes,
+    /// other changes (permissions, application, owner) and deletions (by the API, or with a
+    /// deleted sub-account or application), so caches drop credentials and bindings at once. Changes made through this store arrive right after they commit;
     /// on PostgreSQL, other nodes' arrive through LISTEN/NOTIFY.
     ///
     /// Subscribe first, then load the state to cache: on PostgreSQL this waits (up to the

@@ -252,18 +252,30 @@ pub struct EndpointFilter {
     pub account_id: Option<i64>,
 }
 
-/// What the registrar needs to check a digest response.
+/// What the registrar needs to check a digest response, and what the proxy needs to know of
+/// the endpoint: its owner and permissions.
 #[derive(Clone, PartialEq)]
 pub struct Credentials {
     pub endpoint_pk: i64,
     pub endpoint_id: String,
     pub account_id: i64,
+    /// The owner's main account: its parent for a sub-account, else the owner itself.
+    pub account_family_id: i64,
+    /// Internal id of the bound application, if any.
+    pub application_id: Option<i64>,
     pub username: String,
     /// Hex MD5(username:realm:password).
     pub ha1_md5: String,
     /// Hex SHA-256(username:realm:password).
     pub ha1_sha256: String,
     pub credentials_changed_at: DateTime<Utc>,
+    pub allow_voice: bool,
+    pub allow_message: bool,
+    pub allow_video: bool,
+    pub allow_same_domain: bool,
+    pub allow_other_domains: bool,
+    pub allow_phones: bool,
+    pub allow_apps: bool,
 }
 
 impl std::fmt::Debug for Credentials {

@@ -17,6 +17,95 @@ fn sha256_ha1(username: &str, password: &str) -> String {
 }
 
 #[tokio::test]
+async fn credentials_carry_owner_family_application_and_permissions() {
+    let store = fresh_store().await;
+    let (main, _) = main_account(&store, "Acme").await;
+    let (sub, _) = sub_account(&store, &main, "Branch").await;
+    let app = application(&store, &sub, "ivr").await;
+    let direct = endpoint(&store, &main, "direct").await;
+    let branch = store
+        .create_endpoint(NewEndpoint {
+            application_id: Some(app.id),
+            allow_voice: false,
+            allow_message: false,
+            allow_video: true,
+            allow_same_domain: false,
+            allow_other_domains: true,
+            allow_phones: false,
+            allow_apps: false,
+            ..new_endpoint(&sub, "branch")
+        })
+        .await
+        .unwrap();
+
+    let credentials = |username: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .credentials_by_username(username)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let of_main = credentials("direct").await;
+    assert_eq!(of_main.endpoint_pk, direct.id);
+    assert_eq!(
+        (of_main.account_id, of_main.account_family_id),
+        (main.id, main.id),
+        "a main account is its own family"
+    );
+    assert_eq!(of_main.application_id, None);
+    // new_endpoint's flags.
+    assert!(of_main.allow_voice && of_main.allow_message && !of_main.allow_video);
+    assert!(of_main.allow_same_domain && !of_main.allow_other_domains);
+    assert!(of_main.allow_phones && of_main.allow_apps);
+
+    let of_sub = credentials("branch").await;
+    assert_eq!(of_sub.endpoint_pk, branch.id);
+    assert_eq!(
+        (of_sub.account_id, of_sub.account_family_id),
+        (sub.id, main.id),
+        "a sub-account's family is its parent"
+    );
+    assert_eq!(of_sub.application_id, Some(app.id));
+    assert!(!of_sub.allow_voice && !of_sub.allow_message && of_sub.allow_video);
+    assert!(!of_sub.allow_same_domain && of_sub.allow_other_domains);
+    assert!(!of_sub.allow_phones && !of_sub.allow_apps);
+
+    // What the API changes is what the next read returns.
+    store
+        .update_endpoint(
+            Scope::Account(sub.id),
+            &branch.endpoint_id,
+            EndpointPatch {
+                application_id: Some(None),
+                allow_voice: Some(true),
+                allow_video: Some(false),
+                ..EndpointPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let changed = credentials("branch").await;
+    assert_eq!(changed.application_id, None);
+    assert!(changed.allow_voice && !changed.allow_video && !changed.allow_message);
+    assert_eq!(
+        changed.credentials_changed_at,
+        of_sub.credentials_changed_at
+    );
+
+    // Moved to the parent with its sub-account: the family stays, the owner changes.
+    assert!(store.delete_sub_account(sub.id, false).await.unwrap());
+    let moved = credentials("branch").await;
+    assert_eq!(
+        (moved.account_id, moved.account_family_id),
+        (main.id, main.id)
+    );
+}
+
+#[tokio::test]
 async fn endpoint_crud_and_credentials() {
     let store = fresh_store().await;
     let (account, _) = main_account(&store, "Acme").await;

@@ -1,10 +1,12 @@
 //! Endpoint change notifications: this node's subscribers, and on PostgreSQL other nodes'.
 
-use crate::common::{binding, endpoint, main_account, now_ms, sub_account, WAIT};
+use crate::common::{
+    application, binding, endpoint, main_account, new_endpoint, now_ms, sub_account, WAIT,
+};
 use sipd_store::testing::fresh_store;
 use sipd_store::{
     Endpoint, EndpointChange, EndpointChangeKind, EndpointChanges, EndpointEvent, EndpointPatch,
-    Scope, Store,
+    NewEndpoint, Scope, Store,
 };
 use sqlx::Connection;
 use tokio::time::timeout;
@@ -112,26 +114,99 @@ async fn sub_account_deletion_reports_each_endpoint() {
         endpoint(&store, &doomed, "gone2").await,
     ];
     let moved = endpoint(&store, &moving, "moved").await;
+    // The parent's endpoint uses the doomed sub-account's application, which goes with it.
+    let doomed_app = application(&store, &doomed, "doomed app").await;
+    let unbound = store
+        .create_endpoint(NewEndpoint {
+            application_id: Some(doomed_app.id),
+            ..new_endpoint(&parent, "unbound")
+        })
+        .await
+        .unwrap();
     let mut changes = store.subscribe_endpoint_changes().await;
 
     assert!(store.delete_sub_account(doomed.id, true).await.unwrap());
-    let mut events = vec![
-        next_event(&mut changes).await,
-        next_event(&mut changes).await,
-    ];
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(next_event(&mut changes).await);
+    }
     events.sort_by_key(|event| format!("{event:?}"));
     let mut expected: Vec<_> = gone
         .iter()
         .map(|ep| changed(ep, EndpointChangeKind::Deleted))
+        .chain([changed(&unbound, EndpointChangeKind::Updated)])
         .collect();
     expected.sort_by_key(|event| format!("{event:?}"));
     assert_eq!(events, expected);
+    let credentials = store
+        .credentials_by_username("unbound")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(credentials.application_id, None);
 
     assert!(store.delete_sub_account(moving.id, false).await.unwrap());
     assert_eq!(
         next_event(&mut changes).await,
         changed(&moved, EndpointChangeKind::Updated)
     );
+}
+
+#[tokio::test]
+async fn application_deletion_reports_each_endpoint_bound_to_it() {
+    let store = fresh_store().await;
+    let (account, _) = main_account(&store, "Acme").await;
+    let app = application(&store, &account, "ivr").await;
+    let kept_app = application(&store, &account, "kept").await;
+    let bound = store
+        .create_endpoint(NewEndpoint {
+            application_id: Some(app.id),
+            ..new_endpoint(&account, "bound")
+        })
+        .await
+        .unwrap();
+    let elsewhere = store
+        .create_endpoint(NewEndpoint {
+            application_id: Some(kept_app.id),
+            ..new_endpoint(&account, "elsewhere")
+        })
+        .await
+        .unwrap();
+    let marker = endpoint(&store, &account, "marker").await;
+    let mut changes = store.subscribe_endpoint_changes().await;
+
+    assert!(store
+        .delete_application(Scope::Account(account.id), &app.app_id)
+        .await
+        .unwrap());
+    assert_eq!(
+        next_event(&mut changes).await,
+        changed(&bound, EndpointChangeKind::Updated)
+    );
+    let application_of = |username: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .credentials_by_username(username)
+                .await
+                .unwrap()
+                .unwrap()
+                .application_id
+        }
+    };
+    assert_eq!(application_of("bound").await, None);
+    assert_eq!(application_of("elsewhere").await, Some(kept_app.id));
+    // Gone already: nothing deleted, nothing said; the endpoint bound elsewhere heard nothing.
+    assert!(!store
+        .delete_application(Scope::Account(account.id), &app.app_id)
+        .await
+        .unwrap());
+    touch(&store, &marker).await;
+    assert_eq!(
+        next_event(&mut changes).await,
+        changed(&marker, EndpointChangeKind::Updated)
+    );
+    drop(elsewhere);
 }
 
 #[tokio::test]
