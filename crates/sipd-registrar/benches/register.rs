@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sip_message::Message;
-use sipd_registrar::{Registrar, Start};
+use sipd_registrar::{Algorithm, Registrar, Start};
 
 const CONTACT: &str = "<sip:alice@192.168.1.10:5060;transport=tcp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"";
 
@@ -18,12 +18,14 @@ fn bench(c: &mut Criterion) {
         .header("User-Agent: Phone/1.0")
         .header("Expires: 600");
     let unauthenticated = req.text(None).into_bytes();
+    let source = source("203.0.113.7:40000", "tcp-1");
 
+    // The default configuration: one MD5 challenge.
     let mut registrar = Registrar::new(config()).unwrap();
     c.bench_function("challenge", |b| {
         b.iter(|| {
             let message = Message::parse_slice(&unauthenticated).unwrap();
-            match registrar.start(&message, T0) {
+            match registrar.start(&message, &source, T0) {
                 Start::Respond(response) => response,
                 Start::NeedCredentials(_) => unreachable!(),
             }
@@ -31,19 +33,22 @@ fn bench(c: &mut Criterion) {
     });
 
     let alice = credentials(1, "alice", "wonderland", T0 - 1000);
-    let source = source("203.0.113.7:40000", "tcp-1");
+    let mut both = config();
+    both.digest_algorithms = vec![Algorithm::Sha256, Algorithm::Md5];
     for algorithm in ["SHA-256", "MD5"] {
-        let mut registrar = Registrar::new(config()).unwrap();
-        let Start::Respond(challenge) =
-            registrar.start(&Message::parse_slice(&unauthenticated).unwrap(), T0)
-        else {
+        let mut registrar = Registrar::new(both.clone()).unwrap();
+        let Start::Respond(challenge) = registrar.start(
+            &Message::parse_slice(&unauthenticated).unwrap(),
+            &source,
+            T0,
+        ) else {
             unreachable!()
         };
         let nonce = challenges(&challenge)[0].nonce.clone();
         let stored = {
             let text = req.text(Some(&answer(algorithm, &nonce, 1)));
             let message = Message::parse_slice(text.as_bytes()).unwrap();
-            let Start::NeedCredentials(pending) = registrar.start(&message, T0) else {
+            let Start::NeedCredentials(pending) = registrar.start(&message, &source, T0) else {
                 unreachable!()
             };
             let authorized = registrar.authenticate(pending, Some(&alice), T0).unwrap();
@@ -65,7 +70,9 @@ fn bench(c: &mut Criterion) {
                 },
                 |text| {
                     let message = Message::parse_slice(&text).unwrap();
-                    let Start::NeedCredentials(pending) = registrar.start(&message, T0 + 1) else {
+                    let Start::NeedCredentials(pending) =
+                        registrar.start(&message, &source, T0 + 1)
+                    else {
                         unreachable!()
                     };
                     let authorized = registrar

@@ -20,6 +20,11 @@ pub struct Source {
     pub remote: SocketAddr,
     /// The flow it arrived on (the connection, or the UDP source address).
     pub flow: FlowId,
+    /// The local address it arrived on: an AOR naming this address is of our domain (see
+    /// [`LocalDomain::is_ours`](crate::LocalDomain::is_ours)). A listener on all interfaces
+    /// that cannot tell the packet's destination gives the unspecified address, which names
+    /// nothing.
+    pub local: SocketAddr,
 }
 
 /// Why a REGISTER's binding changes are refused, as the response to send.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::digest::Algorithm;
+use crate::domain::LocalDomain;
 
 /// Registrar configuration. [`RegistrarConfig::new`] fills safe defaults for everything but the
 /// domain, the nonce secret and the node id.
@@ -11,6 +12,11 @@ use crate::digest::Algorithm;
 pub struct RegistrarConfig {
     /// The SIP domain served (host part of every AOR); also the digest realm.
     pub domain: String,
+    /// Other host names and IP literals (IPv6 with or without brackets) that mean the domain
+    /// in a request's AOR, e.g. the server's public address that phones were set up with.
+    /// The address a request arrived on means the domain too, without being listed. Bindings
+    /// and the realm still use `domain`.
+    pub aliases: Vec<String>,
     /// Key for the nonce MAC and To tags. Every node of a cluster needs the same secret so any
     /// node verifies any node's nonces. At least 32 bytes.
     pub nonce_secret: Vec<u8>,
@@ -30,15 +36,17 @@ pub struct RegistrarConfig {
     pub replay_tracker_capacity: usize,
     /// This sipd process, recorded in bindings: the node that holds the REGISTER's flow.
     pub node_id: String,
-    /// The algorithms challenged with, one `WWW-Authenticate` each, in this order; answers with
-    /// any other algorithm are challenged again. Non-empty, no repeats. Many clients only read
-    /// the first challenge, so the order decides what they use.
+    /// The algorithms challenged with, one `WWW-Authenticate` (or `Proxy-Authenticate`) each,
+    /// in this order; answers with any other algorithm are challenged again. Non-empty, no
+    /// repeats. Many clients only read the first challenge, so the order decides what they
+    /// use, and many stock clients (sipp, sipsak, baresip, JsSIP) fail on a SHA-256 challenge
+    /// offered first: SHA-256 is for deployments whose clients all support it.
     pub digest_algorithms: Vec<Algorithm>,
 }
 
 impl RegistrarConfig {
-    /// Defaults: nonce lifetime 300 s, expires 60 ≤ 3600 ≤ 7200 s, 10 contacts per AOR,
-    /// 262 144 tracked nonces, digest algorithms SHA-256 then MD5.
+    /// Defaults: no aliases, nonce lifetime 300 s, expires 60 ≤ 3600 ≤ 7200 s, 10 contacts per
+    /// AOR, 262 144 tracked nonces, digest algorithm MD5 alone.
     pub fn new(
         domain: impl Into<String>,
         nonce_secret: impl Into<Vec<u8>>,
@@ -46,6 +54,7 @@ impl RegistrarConfig {
     ) -> Self {
         RegistrarConfig {
             domain: domain.into(),
+            aliases: Vec::new(),
             nonce_secret: nonce_secret.into(),
             nonce_lifetime: Duration::from_secs(300),
             min_expires_secs: 60,
@@ -54,19 +63,17 @@ impl RegistrarConfig {
             max_contacts_per_aor: 10,
             replay_tracker_capacity: 262_144,
             node_id: node_id.into(),
-            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            digest_algorithms: vec![Algorithm::Md5],
         }
     }
 
+    /// The domain and its aliases, refused if either is not a host name or address.
+    pub fn local_domain(&self) -> Result<LocalDomain, ConfigError> {
+        LocalDomain::new(&self.domain, &self.aliases)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let domain_ok = !self.domain.is_empty()
-            && self
-                .domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if !domain_ok {
-            return Err(ConfigError::InvalidDomain);
-        }
+        self.local_domain()?;
         if self.nonce_secret.len() < MIN_SECRET_LEN {
             return Err(ConfigError::SecretTooShort);
         }
@@ -103,6 +110,7 @@ impl fmt::Debug for RegistrarConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistrarConfig")
             .field("domain", &self.domain)
+            .field("aliases", &self.aliases)
             .field("nonce_lifetime", &self.nonce_lifetime)
             .field("min_expires_secs", &self.min_expires_secs)
             .field("max_expires_secs", &self.max_expires_secs)
@@ -122,6 +130,8 @@ const MIN_SECRET_LEN: usize = 32;
 pub enum ConfigError {
     /// The domain is empty or not a plain host name (letters, digits, `.`, `-`, `_`).
     InvalidDomain,
+    /// An alias is neither a host name nor an IP address.
+    InvalidDomainAlias,
     /// The nonce secret is shorter than 32 bytes.
     SecretTooShort,
     /// The nonce lifetime is zero.
@@ -141,6 +151,9 @@ impl fmt::Display for ConfigError {
         f.write_str(match self {
             ConfigError::InvalidDomain => {
                 "registrar domain must be a host name (letters, digits, '.', '-', '_')"
+            }
+            ConfigError::InvalidDomainAlias => {
+                "registrar domain aliases must be host names or IP addresses"
             }
             ConfigError::SecretTooShort => "registrar nonce secret must be at least 32 bytes",
             ConfigError::ZeroNonceLifetime => "registrar nonce lifetime must not be zero",

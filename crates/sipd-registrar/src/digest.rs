@@ -7,7 +7,9 @@ use sha2::Sha256;
 use sipd_store::Credentials;
 use subtle::ConstantTimeEq;
 
-/// The Digest algorithms the registrar can offer and accept (which ones, in which order:
+use crate::endpoint::EndpointInfo;
+
+/// The Digest algorithms sipd can offer and accept (which ones, in which order:
 /// [`RegistrarConfig::digest_algorithms`](crate::RegistrarConfig::digest_algorithms)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -28,16 +30,15 @@ pub(crate) struct ResponseInputs<'a> {
 
 const MAX_DIGEST_LEN: usize = 32;
 
-/// What the registrar keeps of an endpoint to check its Digest answers. The HA1 values are
-/// held in binary, not as the store's hex strings: one of these is cached per registered user,
-/// so its size counts (about a third of [`Credentials`]).
+/// What the registrar keeps of an endpoint to check its Digest answers, with the endpoint's
+/// facts ([`EndpointInfo`]). The HA1 values are held in binary, not as the store's hex strings:
+/// one of these is cached per user seen, so its size counts.
 #[derive(Clone)]
 pub struct DigestCredentials {
-    /// Internal id of the endpoint (the AOR owner).
-    pub endpoint_pk: i64,
+    /// Who the endpoint is, whose it is and what it may do.
+    pub endpoint: EndpointInfo,
     /// When the password last changed (Unix ms): nonces issued before are stale.
     pub changed_at_ms: i64,
-    pub username: Box<str>,
     ha1_md5: [u8; 16],
     ha1_sha256: [u8; 32],
 }
@@ -49,9 +50,8 @@ impl DigestCredentials {
         let mut ha1_md5 = [0u8; MAX_DIGEST_LEN];
         let mut ha1_sha256 = [0u8; MAX_DIGEST_LEN];
         Some(DigestCredentials {
-            endpoint_pk: credentials.endpoint_pk,
+            endpoint: EndpointInfo::from_store(credentials),
             changed_at_ms: credentials.credentials_changed_at.timestamp_millis(),
-            username: credentials.username.as_str().into(),
             ha1_md5: decode_hex(credentials.ha1_md5.as_bytes(), &mut ha1_md5)?
                 .try_into()
                 .ok()?,
@@ -74,8 +74,8 @@ impl std::fmt::Debug for DigestCredentials {
     // HA1 values are password equivalents: keep them out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DigestCredentials")
-            .field("endpoint_pk", &self.endpoint_pk)
-            .field("username", &self.username)
+            .field("endpoint", &self.endpoint)
+            .field("changed_at_ms", &self.changed_at_ms)
             .finish_non_exhaustive()
     }
 }

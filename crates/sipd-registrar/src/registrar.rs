@@ -5,33 +5,28 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
-use md5::Md5;
-use sha2::{Digest, Sha256};
-use sip_message::auth::{self, DigestAlgorithm, DigestChallenge, Qop, Username};
-use sip_message::{HeaderName, Message, Method};
+use sha2::Sha256;
+use sip_message::{Message, Method};
 use sipd_store::{Binding, BindingChange};
 
+use crate::auth::{AuthRole, Authenticator, PendingAuth};
 use crate::bindings::{self, Outcome, Refusal, Source, TOO_BRIEF};
 use crate::config::{ConfigError, RegistrarConfig};
-use crate::digest::{self, Algorithm, DigestCredentials, ResponseInputs};
-use crate::nonce::{NonceId, NonceMinter};
-use crate::replay::NonceCounts;
+use crate::digest::DigestCredentials;
+use crate::domain::LocalDomain;
 use crate::response::{header_safe, http_date, Responder, Response};
 
 /// Extensions this registrar implements (for `Require`, RFC 3261 §8.2.2.3).
 const SUPPORTED: [&str; 2] = ["path", "outbound"];
 
 /// Digest authentication and binding rules for one SIP domain. Holds the only mutable state of
-/// the core: the nonce sequence and the nonce-count replay tracker.
+/// the core: the [`Authenticator`] (nonce sequence and nonce-count replay tracker), which the
+/// proxy's requests share with REGISTERs.
 pub struct Registrar {
     config: RegistrarConfig,
-    nonces: NonceMinter,
-    counts: NonceCounts,
+    domain: LocalDomain,
+    authenticator: Authenticator,
     responder: Responder,
-    /// Checked against when the user is unknown, so unknown users cost what known ones do.
-    /// Derived from the secret: nobody can compute a response that matches them.
-    dummy_ha1_md5: [u8; 16],
-    dummy_ha1_sha256: [u8; 32],
 }
 
 /// What to do with a REGISTER after [`Registrar::start`].
@@ -42,28 +37,6 @@ pub enum Start<'m> {
     /// Look up the credentials of [`PendingAuth::username`], then call
     /// [`Registrar::authenticate`].
     NeedCredentials(PendingAuth<'m>),
-}
-
-/// A REGISTER whose Digest credentials are well formed and whose nonce is ours, waiting for the
-/// user's credentials.
-#[derive(Debug)]
-pub struct PendingAuth<'m> {
-    request: &'m Message,
-    username: Cow<'m, str>,
-    algorithm: Algorithm,
-    nonce_id: NonceId,
-    nonce: Cow<'m, str>,
-    nc: u32,
-    cnonce: Cow<'m, str>,
-    digest_uri: Cow<'m, str>,
-    response: Cow<'m, str>,
-}
-
-impl PendingAuth<'_> {
-    /// The user name to fetch credentials for.
-    pub fn username(&self) -> &str {
-        &self.username
-    }
 }
 
 /// Proof that a REGISTER was authenticated and its AOR belongs to the user.
@@ -105,17 +78,13 @@ impl Registrar {
     /// A registrar for `config`, refused if the configuration is unusable.
     pub fn new(config: RegistrarConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let domain = config.local_domain()?;
         let mac = Hmac::<Sha256>::new_from_slice(&config.nonce_secret)
             .map_err(|_| ConfigError::SecretTooShort)?;
-        let mut dummy_mac = mac.clone();
-        dummy_mac.update(b"dummy-ha1\0");
-        let dummy_seed = dummy_mac.finalize().into_bytes();
         Ok(Registrar {
-            nonces: NonceMinter::new(mac.clone(), &config.domain),
-            counts: NonceCounts::new(config.replay_tracker_capacity),
+            authenticator: Authenticator::new(&config, mac.clone()),
             responder: Responder::new(mac),
-            dummy_ha1_md5: Md5::digest(dummy_seed).into(),
-            dummy_ha1_sha256: Sha256::digest(dummy_seed).into(),
+            domain,
             config,
         })
     }
@@ -124,14 +93,21 @@ impl Registrar {
         &self.config
     }
 
-    /// Step 1: checks the REGISTER up to the point where the user's credentials are needed.
+    /// The Digest authenticator REGISTERs go through, for other requests (the proxy's `407`
+    /// challenges): one nonce sequence and one replay tracker for all methods.
+    pub fn authenticator(&mut self) -> &mut Authenticator {
+        &mut self.authenticator
+    }
+
+    /// Step 1: checks the REGISTER, which arrived as `source` says, up to the point where the
+    /// user's credentials are needed.
     ///
     /// Answers by itself malformed requests (400/505), other methods (405), unsupported
     /// `Require` extensions (420), AORs of other domains (403), and requests without usable
     /// credentials for our realm or with a nonce we did not issue (401 challenge), so a
     /// credential lookup happens only for a nonce of ours.
-    pub fn start<'m>(&mut self, request: &'m Message, now_ms: i64) -> Start<'m> {
-        match self.screen(request, now_ms) {
+    pub fn start<'m>(&mut self, request: &'m Message, source: &Source, now_ms: i64) -> Start<'m> {
+        match self.screen(request, source, now_ms) {
             Ok(pending) => Start::NeedCredentials(pending),
             Err(response) => Start::Respond(response),
         }
@@ -140,6 +116,7 @@ impl Registrar {
     fn screen<'m>(
         &mut self,
         request: &'m Message,
+        source: &Source,
         now_ms: i64,
     ) -> Result<PendingAuth<'m>, Response> {
         if let Err(rejection) = request.validate() {
@@ -166,66 +143,17 @@ impl Registrar {
         if !unsupported.is_empty() {
             return Err(self.respond(request, 420, None, &[("Unsupported", &unsupported)]));
         }
-        if self.aor_user(request).is_none() {
+        let ours = request.to().ok().is_some_and(|to| {
+            to.uri().as_sip().is_some_and(|aor| {
+                self.domain.is_ours(&aor.host(), source.local.ip())
+                    && aor.user_unescaped().is_some()
+            })
+        });
+        if !ours {
             return Err(self.respond(request, 403, Some("Not an AOR of This Domain"), &[]));
         }
-
-        // Credentials for other realms (other servers on the way) are not ours to judge.
-        let mut ours = None;
-        for value in request.headers_named(HeaderName::Authorization) {
-            match auth::Credentials::parse(value) {
-                Ok(auth::Credentials::Digest(digest)) if digest.realm == self.config.domain => {
-                    ours = Some(digest);
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(self.respond(request, 400, Some("Malformed Authorization"), &[]))
-                }
-            }
-        }
-        let Some(digest) = ours else {
-            return Err(self.challenge_with(request, false, now_ms));
-        };
-        let username = match &digest.username {
-            Username::Plain(name) => name.clone(),
-            Username::Extended(_) => match digest.username.decode() {
-                Ok(name) => Cow::Owned(name.into_owned()),
-                Err(_) => {
-                    return Err(self.respond(request, 400, Some("Malformed Authorization"), &[]))
-                }
-            },
-        };
-        let algorithm = match digest.algorithm {
-            DigestAlgorithm::Md5 => Algorithm::Md5,
-            DigestAlgorithm::Sha256 => Algorithm::Sha256,
-            _ => return Err(self.challenge_with(request, false, now_ms)),
-        };
-        // Only an algorithm the challenge offered: an operator who left one out wants it unused.
-        if !self.config.digest_algorithms.contains(&algorithm) {
-            return Err(self.challenge_with(request, false, now_ms));
-        }
-        // Only what the challenge offered: qop=auth (no RFC 2069 digest, which has no replay
-        // protection), no userhash.
-        let (Some(Qop::Auth), Some(cnonce), Some(nc), false) =
-            (&digest.qop, digest.cnonce, digest.nc, digest.userhash)
-        else {
-            return Err(self.challenge_with(request, false, now_ms));
-        };
-        let Some(nonce_id) = self.nonces.open(&digest.nonce) else {
-            return Err(self.challenge_with(request, false, now_ms));
-        };
-        Ok(PendingAuth {
-            request,
-            username,
-            algorithm,
-            nonce_id,
-            nonce: digest.nonce,
-            nc,
-            cnonce,
-            digest_uri: digest.uri,
-            response: digest.response,
-        })
+        self.authenticator
+            .screen(request, AuthRole::Registrar, now_ms)
     }
 
     /// Step 2: checks the digest response against `credentials` (the user's, `None` if the user
@@ -240,52 +168,17 @@ impl Registrar {
         credentials: Option<&DigestCredentials>,
         now_ms: i64,
     ) -> Result<Authorized, Response> {
-        let request = pending.request;
-        let known = credentials.filter(|c| *c.username == *pending.username);
-        let ha1 = match (known, pending.algorithm) {
-            (Some(c), algorithm) => c.ha1(algorithm),
-            (None, Algorithm::Md5) => &self.dummy_ha1_md5[..],
-            (None, Algorithm::Sha256) => &self.dummy_ha1_sha256[..],
-        };
-        let inputs = ResponseInputs {
-            nonce: &pending.nonce,
-            nc: pending.nc,
-            cnonce: &pending.cnonce,
-            method: Method::Register.as_str(),
-            digest_uri: &pending.digest_uri,
-        };
-        let correct = digest::response_matches(pending.algorithm, ha1, &inputs, &pending.response);
-        let Some(credentials) = known.filter(|_| correct) else {
-            return Err(self.challenge_with(request, false, now_ms));
-        };
-
-        let now = u64::try_from(now_ms).unwrap_or(0);
-        let lifetime = self.config.nonce_lifetime_ms();
-        let issued = pending.nonce_id.issued_ms;
-        // A nonce from the future comes from a node whose clock is ahead; beyond a lifetime
-        // it is treated as expired too.
-        let expired =
-            now.saturating_sub(issued) > lifetime || issued.saturating_sub(now) > lifetime;
-        let changed_at_ms = credentials.changed_at_ms;
-        let changed_ms = u64::try_from(changed_at_ms).unwrap_or(0);
-        if expired
-            || issued < changed_ms
-            || !self
-                .counts
-                .accept(pending.nonce_id, pending.nc, now.saturating_sub(lifetime))
-        {
-            return Err(self.challenge_with(request, true, now_ms));
-        }
-
-        let owns_aor = self
-            .aor_user(request)
-            .is_some_and(|user| *user == *credentials.username.as_bytes());
+        let request = pending.request();
+        let credentials = self.authenticator.verify(pending, credentials, now_ms)?;
+        // Step 1 checked the AOR's domain.
+        let owns_aor = aor_user(request)
+            .is_some_and(|user| *user == *credentials.endpoint.username.as_bytes());
         if !owns_aor {
             return Err(self.respond(request, 403, Some("Not Your Address of Record"), &[]));
         }
         Ok(Authorized {
-            endpoint_pk: credentials.endpoint_pk,
-            credentials_changed_at_ms: changed_at_ms,
+            endpoint_pk: credentials.endpoint.endpoint_pk,
+            credentials_changed_at_ms: credentials.changed_at_ms,
         })
     }
 
@@ -317,59 +210,11 @@ impl Registrar {
         self.respond(request, 500, None, &[])
     }
 
-    /// The user part of the AOR in To, if To is a SIP URI of our domain with a user part.
-    /// The host is compared case-insensitively; a port is not part of the comparison.
-    fn aor_user<'m>(&self, request: &'m Message) -> Option<Cow<'m, [u8]>> {
-        let to = request.to().ok()?;
-        let uri = to.uri();
-        let sip = uri.as_sip()?;
-        if !sip
-            .host()
-            .as_str()
-            .eq_ignore_ascii_case(&self.config.domain)
-        {
-            return None;
-        }
-        sip.user_unescaped()
-    }
-
     /// A fresh 401 challenge: for a commit refused because the credentials changed after the
     /// REGISTER was authenticated (`StoreError::InvalidReference("credentials")`).
     pub fn challenge(&mut self, request: &Message, now_ms: i64) -> Response {
-        self.challenge_with(request, false, now_ms)
-    }
-
-    fn challenge_with(&mut self, request: &Message, stale: bool, now_ms: i64) -> Response {
-        let nonce = self.nonces.mint(now_ms);
-        // In the configured order: clients take the first algorithm they support (RFC 7616
-        // §3.7), and some only ever read the first challenge.
-        let offers: Result<Vec<String>, _> = self
-            .config
-            .digest_algorithms
-            .iter()
-            .map(|algorithm| {
-                let algorithm = match algorithm {
-                    Algorithm::Md5 => DigestAlgorithm::Md5,
-                    Algorithm::Sha256 => DigestAlgorithm::Sha256,
-                };
-                DigestChallenge::new(self.config.domain.as_str(), nonce.as_str())
-                    .with_algorithm(algorithm)
-                    .with_qop(Qop::Auth)
-                    .with_stale(stale)
-                    .to_header_value()
-            })
-            .collect();
-        match offers {
-            Ok(offers) => {
-                let headers: Vec<(&str, &str)> = offers
-                    .iter()
-                    .map(|offer| ("WWW-Authenticate", offer.as_str()))
-                    .collect();
-                self.respond(request, 401, None, &headers)
-            }
-            // Unreachable with a validated domain and base64url nonces; no panic either way.
-            Err(_) => self.respond(request, 500, None, &[]),
-        }
+        self.authenticator
+            .challenge(request, AuthRole::Registrar, now_ms)
     }
 
     fn refuse(&self, request: &Message, refusal: Refusal) -> Response {
@@ -413,6 +258,11 @@ impl Registrar {
     ) -> Response {
         self.responder.respond(request, status, reason, headers)
     }
+}
+
+/// The unescaped user part of the AOR in To, if To is a SIP URI with one.
+fn aor_user(request: &Message) -> Option<Cow<'_, [u8]>> {
+    request.to().ok()?.uri().as_sip()?.user_unescaped()
 }
 
 /// A binding as listed in the 200: `<uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`.

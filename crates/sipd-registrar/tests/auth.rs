@@ -12,8 +12,8 @@ fn alice() -> Req {
 }
 
 #[test]
-fn challenge_offers_sha256_then_md5_for_our_realm() {
-    let mut fx = Fixture::new();
+fn challenge_offers_the_configured_algorithms_in_order_for_our_realm() {
+    let mut fx = with_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
     let response = fx.fetch_nonce(&alice());
     let offers = challenges(&response);
     assert_eq!(offers.len(), 2);
@@ -49,11 +49,11 @@ fn offered(response: &sipd_registrar::Response) -> Vec<String> {
 }
 
 #[test]
-fn the_default_algorithms_are_sha256_then_md5() {
-    assert_eq!(
-        config().digest_algorithms,
-        [Algorithm::Sha256, Algorithm::Md5]
-    );
+fn the_default_algorithm_is_md5_alone() {
+    // Stock clients (sipp, sipsak, baresip, JsSIP) fail on a SHA-256 challenge offered first.
+    assert_eq!(config().digest_algorithms, [Algorithm::Md5]);
+    let mut fx = Fixture::new();
+    assert_eq!(offered(&fx.fetch_nonce(&alice())), ["MD5"]);
 }
 
 #[test]
@@ -64,6 +64,7 @@ fn md5_only_offers_one_md5_challenge_and_rechallenges_sha256_answers() {
     assert_eq!(offered(&challenge), ["MD5"]);
 
     // SHA-256 was not offered: a fresh plain challenge, before any credential lookup.
+    fx.algorithm = "SHA-256";
     req.cseq += 1;
     let sha256 = fx.answer_value(&req, "wonderland");
     let response = fx.send(&req, Some(&sha256)).unwrap_err();
@@ -121,7 +122,8 @@ fn nonces_are_fresh_per_challenge() {
 
 #[test]
 fn sha256_answer_registers() {
-    let mut fx = Fixture::new();
+    let mut fx = with_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
+    fx.algorithm = "SHA-256";
     let registration = fx.register(&mut alice());
     assert_eq!(registration.response.status, 200);
     assert_eq!(registration.endpoint_pk, 1);
@@ -370,8 +372,35 @@ fn another_domain_is_forbidden_before_authentication() {
 }
 
 #[test]
+fn aliases_and_the_arrival_address_are_our_domain() {
+    let mut config = config();
+    config.aliases = vec!["SIP.example.net".to_owned(), "198.51.100.1".to_owned()];
+    let mut fx = Fixture::with_config(config);
+    let arrival = LOCAL.split(':').next().unwrap();
+    for host in ["sip.example.net", "198.51.100.1:5070", arrival] {
+        let mut req = alice().to(&format!("<sip:alice@{host}>"));
+        let registration = fx.register(&mut req);
+        assert_eq!(registration.response.status, 200, "{host}");
+        // Stored under the endpoint whatever host named it.
+        assert_eq!(registration.endpoint_pk, 1);
+    }
+    assert_eq!(fx.store.len(), 1, "one contact, one binding");
+    for host in ["198.51.100.2", "[2001:db8::1]", "example.org"] {
+        let response = fx.send(&alice().to(&format!("<sip:alice@{host}>")), None);
+        assert_eq!(response.unwrap_err().status, 403, "{host}");
+    }
+    // The same address is another domain when the request arrived elsewhere.
+    fx.source.local = "192.0.2.99:5060".parse().unwrap();
+    let response = fx.send(&alice().to(&format!("<sip:alice@{arrival}>")), None);
+    assert_eq!(response.unwrap_err().status, 403);
+    // The challenge's realm stays the domain.
+    let challenge = fx.send(&alice().to("<sip:alice@sip.example.net>"), None);
+    assert_eq!(challenges(&challenge.unwrap_err())[0].realm, DOMAIN);
+}
+
+#[test]
 fn unsupported_answers_are_challenged() {
-    let mut fx = Fixture::new();
+    let mut fx = with_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
     let req = alice();
     fx.fetch_nonce(&req);
     let nonce = fx.nonce.clone().unwrap();
@@ -436,7 +465,8 @@ fn malformed_authorization_is_a_bad_request() {
 fn the_pending_step_names_the_user() {
     let mut registrar = Registrar::new(config()).unwrap();
     let req = alice();
-    let Start::Respond(challenge) = registrar.start(&req.message(None), T0) else {
+    let source = source("203.0.113.7:40000", "tcp-1");
+    let Start::Respond(challenge) = registrar.start(&req.message(None), &source, T0) else {
         panic!("challenge expected")
     };
     let nonce = challenges(&challenge)[0].nonce.clone();
@@ -452,7 +482,7 @@ fn the_pending_step_names_the_user() {
     }
     .header_value();
     let message = req.message(Some(&value));
-    match registrar.start(&message, T0) {
+    match registrar.start(&message, &source, T0) {
         Start::NeedCredentials(pending) => assert_eq!(pending.username(), "alice"),
         Start::Respond(response) => panic!("{}", String::from_utf8_lossy(&response.bytes)),
     }
@@ -460,7 +490,7 @@ fn the_pending_step_names_the_user() {
 
 #[test]
 fn extended_usernames_are_decoded() {
-    let mut fx = Fixture::new();
+    let mut fx = with_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
     fx.users.push(credentials(3, "jäsøn", "pw", T0 - 1000));
     let req = Req::new("j%C3%A4s%C3%B8n").contact(CONTACT);
     fx.fetch_nonce(&req);
@@ -498,6 +528,10 @@ fn configuration_is_checked() {
     assert_eq!(
         check(|c| c.domain = "a\"b".into()),
         Some(ConfigError::InvalidDomain)
+    );
+    assert_eq!(
+        check(|c| c.aliases = vec!["192.0.2.1".into(), "a b".into()]),
+        Some(ConfigError::InvalidDomainAlias)
     );
     assert_eq!(
         check(|c| c.nonce_secret = vec![1; 31]),

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sip_message::Message;
-use sipd_registrar::{Binding, BindingChange, Registrar, Response, Start};
+use sipd_registrar::{Algorithm, AuthRole, Binding, BindingChange, Registrar, Response, Start};
 
 const FRAGMENTS: &[&str] = &[
     "\r\n",
@@ -53,6 +53,17 @@ const FRAGMENTS: &[&str] = &[
     "4294967296",
 ];
 
+/// A registrar offering both algorithms, so templates answer with either.
+fn registrar() -> Registrar {
+    let mut config = config();
+    config.digest_algorithms = vec![Algorithm::Sha256, Algorithm::Md5];
+    Registrar::new(config).unwrap()
+}
+
+fn arrival() -> sipd_registrar::Source {
+    source("[::1]:5060", "tcp-9")
+}
+
 fn template(registrar: &mut Registrar, variant: usize) -> String {
     let contacts = [
         "Contact: <sip:alice@192.168.1.10:5060;transport=tcp>;q=0.7;expires=600",
@@ -61,7 +72,7 @@ fn template(registrar: &mut Registrar, variant: usize) -> String {
         "Path: <sip:edge.example.com;lr;ob>\r\nSupported: path\r\nContact: <sip:alice@10.0.0.1>, <sip:alice@10.0.0.2>;expires=0",
     ];
     let req = Req::new("alice").header(contacts[variant % contacts.len()]);
-    let Start::Respond(challenge) = registrar.start(&req.message(None), T0) else {
+    let Start::Respond(challenge) = registrar.start(&req.message(None), &arrival(), T0) else {
         panic!("challenge expected")
     };
     let nonce = challenges(&challenge)[0].nonce.clone();
@@ -132,22 +143,26 @@ fn drive(registrar: &mut Registrar, bytes: &[u8], now: i64, known: bool) {
         let parsed = Message::parse(response.bytes.clone()).expect("our response parses");
         assert_eq!(parsed.status(), Some(response.status));
     };
-    let pending = match registrar.start(&message, now) {
+    let credentials = known.then_some(&alice);
+    // The same bytes as a request the proxy authenticates.
+    let authenticator = registrar.authenticator();
+    match authenticator.screen(&message, AuthRole::Proxy, now) {
+        Ok(pending) => {
+            if let Err(response) = authenticator.verify(pending, credentials, now) {
+                check(&response);
+            }
+        }
+        Err(response) => check(&response),
+    }
+    let pending = match registrar.start(&message, &arrival(), now) {
         Start::Respond(response) => return check(&response),
         Start::NeedCredentials(pending) => pending,
     };
-    let credentials = known.then_some(&alice);
     let authorized = match registrar.authenticate(pending, credentials, now) {
         Ok(authorized) => authorized,
         Err(response) => return check(&response),
     };
-    match registrar.register(
-        &message,
-        &authorized,
-        &stored(),
-        &source("[::1]:5060", "tcp-9"),
-        now,
-    ) {
+    match registrar.register(&message, &authorized, &stored(), &arrival(), now) {
         Ok(registration) => {
             check(&registration.response);
             assert!(registration.bindings.len() <= config().max_contacts_per_aor);
@@ -201,7 +216,7 @@ proptest! {
         now_offset in prop_oneof![Just(0i64), -400_000i64..400_000, Just(i64::MIN / 2)],
         known in any::<bool>(),
     ) {
-        let mut registrar = Registrar::new(config()).unwrap();
+        let mut registrar = registrar();
         let mut text = template(&mut registrar, variant).into_bytes();
         for (at, fragment, cut) in edits {
             let at = at.index(text.len() + 1);
@@ -213,7 +228,7 @@ proptest! {
 
     #[test]
     fn random_bytes_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let mut registrar = Registrar::new(config()).unwrap();
+        let mut registrar = registrar();
         drive(&mut registrar, &bytes, T0, true);
     }
 }
@@ -221,22 +236,16 @@ proptest! {
 #[test]
 fn unmutated_templates_register() {
     for variant in 0..4 {
-        let mut registrar = Registrar::new(config()).unwrap();
+        let mut registrar = registrar();
         let text = template(&mut registrar, variant);
         let message = Message::parse_slice(text.as_bytes()).unwrap();
-        let Start::NeedCredentials(pending) = registrar.start(&message, T0) else {
+        let Start::NeedCredentials(pending) = registrar.start(&message, &arrival(), T0) else {
             panic!("variant {variant}: credentials expected");
         };
         let alice = credentials(1, "alice", "wonderland", T0 - 1000);
         let authorized = registrar.authenticate(pending, Some(&alice), T0).unwrap();
         let registration = registrar
-            .register(
-                &message,
-                &authorized,
-                &stored(),
-                &source("[::1]:5060", "tcp-9"),
-                T0,
-            )
+            .register(&message, &authorized, &stored(), &arrival(), T0)
             .unwrap_or_else(|r| panic!("variant {variant}: {}", String::from_utf8_lossy(&r.bytes)));
         assert_eq!(registration.response.status, 200);
     }

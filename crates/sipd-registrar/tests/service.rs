@@ -23,10 +23,8 @@ async fn stored_contacts(store: &Store, endpoint_pk: i64) -> Vec<String> {
 }
 
 async fn looked_up(service: &RegistrarService, username: &str) -> Vec<String> {
-    let mut contacts: Vec<String> = service
-        .lookup(username, SystemTime::now())
+    let mut contacts: Vec<String> = live_bindings(service, username, SystemTime::now())
         .await
-        .expect("lookup")
         .into_iter()
         .map(|b| b.contact_uri)
         .collect();
@@ -62,10 +60,7 @@ async fn looked_up_flows(
     uri: &str,
 ) -> Vec<(Option<i64>, String)> {
     flows(
-        service
-            .lookup(username, SystemTime::now())
-            .await
-            .expect("lookup"),
+        live_bindings(service, username, SystemTime::now()).await,
         uri,
     )
 }
@@ -121,7 +116,7 @@ async fn register_is_durable_before_the_200_then_refresh_and_unregister() {
     let contact = "sip:alice@198.51.100.7:5060;transport=udp";
     // Read through another pool: committed, not just visible to the service's connection.
     assert_eq!(stored_contacts(&other, alice.pk).await, [contact]);
-    let bindings = service.lookup("alice", SystemTime::now()).await.unwrap();
+    let bindings = live_bindings(&service, "alice", SystemTime::now()).await;
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].received, "198.51.100.7:5060");
     assert_eq!(bindings[0].transport, "udp");
@@ -136,7 +131,7 @@ async fn register_is_durable_before_the_200_then_refresh_and_unregister() {
     // Refresh: same binding, later expiry, still one row.
     let refreshed = phone.register(&service, 600).await;
     assert_eq!(refreshed.status, 200, "{}", text(&refreshed));
-    let bindings = service.lookup("alice", SystemTime::now()).await.unwrap();
+    let bindings = live_bindings(&service, "alice", SystemTime::now()).await;
     assert_eq!(bindings.len(), 1);
     assert!(bindings[0].expires_at_ms > first_expiry);
     assert_eq!(stored_contacts(&other, alice.pk).await, [contact]);
@@ -318,7 +313,7 @@ async fn expired_bindings_leave_memory_and_database() {
 
     // A lookup a second later does not see it, whatever the timer did.
     let later = SystemTime::now() + std::time::Duration::from_millis(1001);
-    assert!(service.lookup("alice", later).await.unwrap().is_empty());
+    assert!(live_bindings(&service, "alice", later).await.is_empty());
 
     wait_until(&service, "the expired row is purged", || async {
         all_rows(&store).await == 1
@@ -330,26 +325,65 @@ async fn expired_bindings_leave_memory_and_database() {
 }
 
 #[tokio::test]
-async fn closed_flow_drops_its_bindings_durably() {
+async fn closed_flow_drops_websocket_and_outbound_bindings_but_not_tcp_or_tls_ones() {
     let store = fresh_store().await;
     let account = account(&store).await;
     let alice = endpoint(&store, account, "alice").await;
+    let bob = endpoint(&store, account, "bob").await;
+    let carol = endpoint(&store, account, "carol").await;
+    let dave = endpoint(&store, account, "dave").await;
     let service = start(&store, "node-1").await;
-    let mut tcp_phone = Client::new(&alice, "198.51.100.7", "tcp-7");
+    // Alice: a browser on a WebSocket and a phone on UDP. Bob and Carol: phones on TCP and
+    // TLS without reg-id. Dave: an RFC 5626 device with a flow on TCP.
+    let mut browser = Client::new(&alice, "198.51.100.7", "ws-7");
     let mut udp_phone = Client::new(&alice, "198.51.100.8", "udp-198.51.100.8:5060");
-    let tcp = tcp_phone.register(&service, 300).await;
-    assert_eq!(tcp.flow_registered, Some(true));
-    assert_eq!(udp_phone.register(&service, 300).await.status, 200);
+    let mut tcp_phone = Client::new(&bob, "198.51.100.9", "tcp-8");
+    let mut tls_phone = Client::new(&carol, "198.51.100.10", "tls-9");
+    let daves_uri = "sip:dave@198.51.100.11:5060;transport=tcp;ob";
+    let mut daves_flow = device_flow(&dave, daves_uri, 1, "tcp-10");
+    for phone in [
+        &mut browser,
+        &mut udp_phone,
+        &mut tcp_phone,
+        &mut tls_phone,
+        &mut daves_flow,
+    ] {
+        let ok = phone.register(&service, 300).await;
+        assert_eq!(ok.status, 200, "{}", text(&ok));
+        assert_eq!(ok.flow_registered, Some(true), "pinned as before");
+    }
     assert_eq!(looked_up(&service, "alice").await.len(), 2);
 
-    service.flow_closed("tcp-8".parse().unwrap()); // another connection: nothing happens
-    assert_eq!(looked_up(&service, "alice").await.len(), 2);
-    service.flow_closed("tcp-7".parse().unwrap());
-    let left = looked_up(&service, "alice").await;
-    assert_eq!(left, ["sip:alice@198.51.100.8:5060;transport=udp"]);
-    // Shutdown waits for the background delete.
+    service.flow_closed("tcp-11".parse().unwrap()); // another connection: nothing happens
+    for flow in ["ws-7", "tcp-8", "tls-9", "tcp-10"] {
+        service.flow_closed(flow.parse().unwrap());
+    }
+    let alices = looked_up(&service, "alice").await;
+    assert_eq!(alices, ["sip:alice@198.51.100.8:5060;transport=udp"]);
+    assert!(looked_up(&service, "dave").await.is_empty());
+    // TCP and TLS bindings stay, with the flow they were made on, for the proxy to reach
+    // over a new connection to their address.
+    let bobs = live_bindings(&service, "bob", SystemTime::now()).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].flow_id.as_deref(), Some("tcp-8"));
+    assert_eq!(bobs[0].received, "198.51.100.9:5060");
+    assert_eq!(looked_up(&service, "carol").await.len(), 1);
+
+    // Bob's phone connects again and refreshes: the same binding, on the new connection.
+    let mut reconnected = tcp_phone.clone();
+    reconnected.source.flow = "tcp-12".parse().unwrap();
+    let ok = reconnected.register(&service, 300).await;
+    assert_eq!(ok.status, 200, "{}", text(&ok));
+    let bobs = live_bindings(&service, "bob", SystemTime::now()).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].flow_id.as_deref(), Some("tcp-12"));
+
+    // Shutdown waits for the background deletes.
     service.shutdown().await;
-    assert_eq!(stored_contacts(&store, alice.pk).await, left);
+    assert_eq!(stored_contacts(&store, alice.pk).await, alices);
+    assert!(stored_contacts(&store, dave.pk).await.is_empty());
+    assert_eq!(stored_contacts(&store, bob.pk).await.len(), 1);
+    assert_eq!(stored_contacts(&store, carol.pk).await.len(), 1);
 }
 
 #[tokio::test]
@@ -414,20 +448,23 @@ async fn a_connection_shared_by_two_aors_stays_registered_until_both_leave() {
 }
 
 #[tokio::test]
-async fn restart_reloads_bindings_but_not_dead_connections() {
+async fn restart_reloads_bindings_but_not_those_that_ended_with_their_connection() {
     let store = fresh_store().await;
     let account = account(&store).await;
     let alice = endpoint(&store, account, "alice").await;
     let bob = endpoint(&store, account, "bob").await;
     let carol = endpoint(&store, account, "carol").await;
+    let dave = endpoint(&store, account, "dave").await;
     let service = start(&store, "node-1").await;
     let mut udp_phone = Client::new(&alice, "198.51.100.7", "udp-198.51.100.7:5060");
     let mut tcp_phone = Client::new(&bob, "198.51.100.8", "tcp-1");
+    let mut browser = Client::new(&dave, "198.51.100.10", "wss-2");
     assert_eq!(udp_phone.register(&service, 300).await.status, 200);
     assert_eq!(tcp_phone.register(&service, 300).await.status, 200);
+    assert_eq!(browser.register(&service, 300).await.status, 200);
     // Carol's connection is held by another node, which is still up.
     let elsewhere = start(&store, "node-2").await;
-    let mut carols_phone = Client::new(&carol, "198.51.100.9", "tls-1");
+    let mut carols_phone = Client::new(&carol, "198.51.100.9", "ws-1");
     assert_eq!(carols_phone.register(&elsewhere, 300).await.status, 200);
     service.shutdown().await;
     drop(service);
@@ -437,12 +474,24 @@ async fn restart_reloads_bindings_but_not_dead_connections() {
         looked_up(&restarted, "alice").await,
         ["sip:alice@198.51.100.7:5060;transport=udp"]
     );
-    assert!(looked_up(&restarted, "bob").await.is_empty());
-    assert!(stored_contacts(&store, bob.pk).await.is_empty());
+    // Bob's TCP binding outlives the process as it outlives its connection.
+    let bobs = live_bindings(&restarted, "bob", SystemTime::now()).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].flow_id.as_deref(), Some("tcp-1"));
+    assert_eq!(stored_contacts(&store, bob.pk).await.len(), 1);
+    // Dave's WebSocket died with the process.
+    assert!(looked_up(&restarted, "dave").await.is_empty());
+    assert!(stored_contacts(&store, dave.pk).await.is_empty());
     assert_eq!(looked_up(&restarted, "carol").await.len(), 1);
-    // The reloaded binding is the one refreshes and CSeq checks run against.
+    // The reloaded bindings are the ones refreshes and CSeq checks run against.
     assert_eq!(udp_phone.register(&restarted, 300).await.status, 200);
     assert_eq!(looked_up(&restarted, "alice").await.len(), 1);
+    let mut reconnected = tcp_phone.clone();
+    reconnected.source.flow = "tcp-2".parse().unwrap();
+    assert_eq!(reconnected.register(&restarted, 300).await.status, 200);
+    let bobs = live_bindings(&restarted, "bob", SystemTime::now()).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].flow_id.as_deref(), Some("tcp-2"));
     restarted.shutdown().await;
     elsewhere.shutdown().await;
 }
@@ -531,7 +580,7 @@ async fn database_down_answers_503_and_changes_nothing() {
     // Credentials not cached: 503 as well.
     let outcome = bobs_phone.send(&service, 300).await;
     assert_eq!(outcome.status, 503, "{}", text(&outcome));
-    assert!(service.lookup("bob", SystemTime::now()).await.is_err());
+    assert!(service.locate("bob", SystemTime::now()).await.is_err());
     service.shutdown().await;
     assert_eq!(
         stored_contacts(&store, alice.pk).await,

@@ -101,7 +101,7 @@ async fn outage_answers_503_and_the_service_recovers_and_resyncs() {
     relay.set_up(true);
     // Back: the listener reconnects and resyncs, dropping what the database no longer has.
     wait_until(&service, "the resync drops alice's bindings", || async {
-        matches!(service.lookup("alice", SystemTime::now()).await, Ok(b) if b.is_empty())
+        matches!(service.locate("alice", SystemTime::now()).await, Ok(Some(l)) if l.bindings.is_empty())
     })
     .await;
     let back = bobs_phone.register(&service, 300).await;

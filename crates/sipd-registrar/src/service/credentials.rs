@@ -1,6 +1,7 @@
-//! Digest credentials by user name, served from memory: known users until an endpoint change
-//! invalidates them, unknown ones for a short while (bounded), so REGISTER floods for made-up
-//! users do not reach the database and endpoints created meanwhile can register soon.
+//! Digest credentials by user name, with the endpoint's facts (owner, application,
+//! permissions), served from memory: known users until an endpoint change invalidates them,
+//! unknown ones for a short while (bounded), so REGISTER and INVITE floods for made-up users
+//! do not reach the database and endpoints created meanwhile can register soon.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -113,13 +114,15 @@ impl CredentialCache {
     /// Whether `credentials` are still what the cache holds for their user: false once an
     /// endpoint change made them stale (or they were never cached).
     pub(crate) fn is_current(&self, credentials: &Arc<DigestCredentials>) -> bool {
-        match lock(self.shard(&credentials.username)).get(&*credentials.username) {
+        let username = &*credentials.endpoint.username;
+        match lock(self.shard(username)).get(username) {
             Some(Entry::Known(cached)) => Arc::ptr_eq(cached, credentials),
             _ => false,
         }
     }
 
-    /// Forgets one user (its password changed, it was deleted or moved).
+    /// Forgets one user (its password, permissions, application or owner changed, or it was
+    /// deleted).
     pub(crate) fn forget(&self, username: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(Entry::Unknown { .. }) = lock(self.shard(username)).remove(username) {

@@ -11,6 +11,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use sip_message::Transport;
 use sipd_store::Binding;
 
 /// Shards of the endpoint map, so lookups and installs of different AORs rarely contend.
@@ -26,10 +27,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Whether bindings over `transport` live on a connection that can close.
-pub(crate) fn is_connection(transport: &str) -> bool {
-    ["tcp", "tls", "ws", "wss"]
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(transport))
+fn is_connection(transport: &str) -> bool {
+    Transport::from_token(transport).is_some_and(Transport::is_reliable)
+}
+
+/// Whether the binding ends when its connection closes: a WebSocket binding (only the device
+/// can open one, RFC 7118) or an RFC 5626 flow (`reg-id`: the device keeps its flows up and
+/// registers anew over another one). A TCP or TLS binding without reg-id outlives its
+/// connection: requests reach it over a new connection to its address (RFC 3261 §18).
+pub(crate) fn ends_with_connection(binding: &Binding) -> bool {
+    Transport::from_token(&binding.transport).is_some_and(|transport| {
+        transport.is_reliable() && (transport.is_websocket() || binding.reg_id.is_some())
+    })
 }
 
 type Shard = HashMap<i64, AorState>;
@@ -41,7 +50,9 @@ pub(crate) struct Location {
     /// endpoint needs a lock of its own in memory.
     serials: Box<[tokio::sync::Mutex<()>]>,
     /// (hash of flow id, endpoint) for this node's connection-bound bindings: who to visit when
-    /// a connection closes. A hash collision only costs a visit that finds nothing.
+    /// a connection closes, and whether a connection still carries a binding (keep-alive
+    /// pinning). A hash collision only costs a visit that finds nothing. Bindings that outlive
+    /// their connection keep their entry until they go: flow ids are never reused.
     flows: Mutex<BTreeSet<(u64, i64)>>,
     flow_hasher: RandomState,
     /// (earliest expiry, endpoint) of every endpoint with bindings.
@@ -278,11 +289,12 @@ impl Location {
         dropped
     }
 
-    /// Drops this node's bindings of the endpoint on connection `flow_id`; returns them.
+    /// Drops this node's bindings of the endpoint on connection `flow_id` that end with it
+    /// ([`ends_with_connection`]); returns them.
     pub(crate) fn drop_flow(&self, endpoint_pk: i64, flow_id: &str) -> Vec<Binding> {
         self.retain(endpoint_pk, |b| {
             !(b.flow_id.as_deref() == Some(flow_id)
-                && is_connection(&b.transport)
+                && ends_with_connection(b)
                 && b.node_id == *self.node_id)
         })
     }

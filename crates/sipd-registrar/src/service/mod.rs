@@ -10,12 +10,15 @@
 //!     .await -> RegisterOutcome                                     // never fails: the answer is a SIP response
 //! service.flow_closed(flow: FlowId)                                 // a connection died
 //! service.activity() -> watch::Receiver<u64>                        // changes after background work
-//! service.lookup(username: &str, now: SystemTime)
-//!     .await -> Result<Vec<Binding>, StoreError>                    // live bindings, for the proxy
+//! service.authenticate(&request: &Message, now: SystemTime)
+//!     .await -> Result<EndpointInfo, Response>                      // the proxy's caller, or its 407/400/503
+//! service.locate(username: &str, now: SystemTime)
+//!     .await -> Result<Option<Located>, StoreError>                 // the proxy's callee: endpoint and live bindings
 //! service.shutdown().await                                          // stop tasks, finish background commits
 //!
-//! Source          { remote: SocketAddr, flow: FlowId }
+//! Source          { remote: SocketAddr, flow: FlowId, local: SocketAddr }
 //! RegisterOutcome { response: Bytes, status: u16, flow_registered: Option<bool> }
+//! Located         { endpoint: EndpointInfo, bindings: Vec<Binding> }
 //! ```
 //!
 //! `handle_register` takes a REGISTER already matched to a new non-INVITE server transaction and
@@ -24,12 +27,23 @@
 //! or, for a connection, of any)` after an accepted REGISTER (pin or unpin the connection for
 //! keep-alive) and `None` for a refusal.
 //!
+//! `authenticate` is for the proxy: a request other than REGISTER (and never ACK or CANCEL,
+//! which cannot be challenged) from a device claiming to be one of our endpoints, checked by
+//! its `Proxy-Authorization` with the same nonces, replay tracker (a nonce's counts rise
+//! across REGISTERs and other requests) and cached credentials as REGISTERs. The `407` is
+//! meant to be sent statelessly, as the `401` is. The authenticated user need not be the
+//! From user (phones put display numbers there; Kamailio's `proxy_authorize` does not compare
+//! them either): the proxy routes as the authenticated endpoint.
+//!
 //! # What it owns
 //!
-//! * Credentials cache ([`credentials`]): known users until an endpoint change; unknown users
-//!   for [`ServiceConfig::unknown_user_ttl`], at most [`ServiceConfig::max_unknown_users`].
-//!   A database failure answers `503` with `Retry-After`; the pool recovers by itself.
-//! * Bindings in memory ([`location`]), the authority for lookups: about 430 bytes per binding
+//! * Credentials cache (`credentials.rs`): each known user's HA1 values with its
+//!   [`EndpointInfo`] (owner, family, application, permissions as bit flags), until an
+//!   endpoint change (password, permissions, application, owner, deletion: any
+//!   [`EndpointChangeKind`]) drops it; unknown users for [`ServiceConfig::unknown_user_ttl`],
+//!   at most [`ServiceConfig::max_unknown_users`]. A database failure answers `503` with
+//!   `Retry-After`; the pool recovers by itself.
+//! * Bindings in memory (`location.rs`), the authority for lookups: about 430 bytes per binding
 //!   with one binding per AOR, 310 per further binding (`tests/service_memory.rs`). REGISTERs
 //!   of one AOR hold its async lock (one of 4096 stripes) from reading its bindings to
 //!   installing the new ones, across the commit, so CSeq order and contact limits hold; other
@@ -42,17 +56,26 @@
 //!   and drops what expired, then a purge task deletes expired rows in batches (at most once a
 //!   second, and every [`ServiceConfig::purge_interval`] for rows other nodes left).
 //! * Endpoint changes (this node's API or, on PostgreSQL, another node's): a password change or
-//!   deletion drops the endpoint's cached credentials and bindings at once. A REGISTER that was
-//!   authenticated with the old password and commits around the change is undone: it rechecks
-//!   its credentials under the AOR lock, and the change handler durably deletes this node's
-//!   bindings it drops.
-//! * Flows: `flow_closed` drops at once the bindings this node holds on that connection and
-//!   deletes them durably in the background. UDP flows never close.
-//! * Restart: `start` reloads every live binding of every node, except this node's
-//!   connection-bound ones: their connections died with the previous process, and its flow ids
-//!   (`tcp-1`, …) would name this process's new connections. Those are deleted. Other nodes'
-//!   bindings are a snapshot taken at start (nodes do not tell each other about REGISTERs);
-//!   this node's own are always current.
+//!   deletion drops the endpoint's cached credentials and bindings at once; any other change
+//!   (permissions, application, owner) drops only its cached credentials, so the next request
+//!   reads the new facts. A REGISTER that was authenticated with the old password and commits
+//!   around the change is undone: it rechecks its credentials under the AOR lock, and the
+//!   change handler durably deletes this node's bindings it drops. (A REGISTER caught by any
+//!   change of its endpoint starts over, and answers with a `stale=true` challenge.)
+//! * Flows: `flow_closed` drops at once the bindings this node holds on that connection that
+//!   end with it, and deletes them durably in the background: WebSocket bindings (only the
+//!   device can open a WebSocket, RFC 7118) and RFC 5626 flows (`reg-id`: the device
+//!   registers anew over another flow). TCP and TLS bindings without `reg-id` stay until they
+//!   expire or are refreshed: the proxy reaches them over a new connection to their address
+//!   (RFC 3261 §18), as a phone that dropped an idle connection expects. UDP flows never
+//!   close. Keep-alive pinning is unchanged: a connection stays pinned while it carries any
+//!   binding.
+//! * Restart: `start` reloads every live binding of every node, except this node's bindings
+//!   that end with their connection (as above): those connections died with the previous
+//!   process, so they are deleted. This node's TCP and TLS bindings without `reg-id` are kept,
+//!   with flow ids that name no connection of the new process (connection ids are never
+//!   reused, not even across restarts). Other nodes' bindings are a snapshot taken at start
+//!   (nodes do not tell each other about REGISTERs); this node's own are always current.
 
 mod credentials;
 mod location;
@@ -75,9 +98,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::response::Responder;
-use crate::{ConfigError, Registrar, RegistrarConfig, Response, Source, Start};
+use crate::{
+    AuthRole, ConfigError, EndpointInfo, Registrar, RegistrarConfig, Response, Source, Start,
+};
 use credentials::CredentialCache;
-use location::{is_connection, Location};
+use location::{ends_with_connection, Location};
 
 /// The core's configuration plus the shell's knobs.
 #[derive(Debug, Clone)]
@@ -151,6 +176,14 @@ pub struct RegisterOutcome {
     /// connection: of any AOR's).
     /// `None` when refused (nothing changed).
     pub flow_registered: Option<bool>,
+}
+
+/// An endpoint and where it is: [`RegistrarService::locate`]'s answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub endpoint: EndpointInfo,
+    /// Its live bindings; empty when it is not registered.
+    pub bindings: Vec<Binding>,
 }
 
 impl RegisterOutcome {
@@ -234,7 +267,7 @@ impl RegistrarService {
                     location.install(group[0].endpoint_pk, &group);
                     group.clear();
                 }
-                if *binding.node_id == *node_id && is_connection(&binding.transport) {
+                if *binding.node_id == *node_id && ends_with_connection(&binding) {
                     orphaned.push(BindingChange::delete(binding));
                 } else {
                     group.push(binding);
@@ -297,13 +330,14 @@ impl RegistrarService {
                 Some(outcome) => return outcome,
                 // Credentials changed meanwhile: starting over answers with a fresh challenge.
                 None if attempt < REGISTER_ATTEMPTS => attempt += 1,
-                None => return self.inner.unavailable(request),
+                None => return RegisterOutcome::refused(self.inner.unavailable(request)),
             }
         }
     }
 
-    /// A connection flow closed: the bindings this node holds on it stop being used at once
-    /// and are deleted from the database in the background.
+    /// A connection flow closed: the bindings this node holds on it that end with it (WebSocket
+    /// and RFC 5626 flow bindings, see the module docs) stop being used at once and are deleted
+    /// from the database in the background.
     pub fn flow_closed(&self, flow: FlowId) {
         let flow_id = flow.to_string();
         let flow_id = flow_id.as_str();
@@ -330,23 +364,61 @@ impl RegistrarService {
         self.inner.activity.subscribe()
     }
 
-    /// The user's live bindings at `now` (none for an unknown user). Reads the database only
-    /// when the user's credentials are not cached.
-    pub async fn lookup(
+    /// Authenticates a request other than REGISTER, ACK or CANCEL by its
+    /// `Proxy-Authorization` (see the module docs). `Ok`: the endpoint whose credentials it
+    /// answered with. `Err`: the response to send: `407` (with `stale=true` for an expired,
+    /// replayed or pre-password-change nonce), `400` for a malformed `Proxy-Authorization`,
+    /// `503` with `Retry-After` when the database is unavailable. Reads the database only when
+    /// the user's credentials are not cached.
+    pub async fn authenticate(
+        &self,
+        request: &Message,
+        now: SystemTime,
+    ) -> Result<EndpointInfo, Response> {
+        let now_ms = unix_ms(now);
+        let inner = &self.inner;
+        let pending = inner
+            .registrar()
+            .authenticator()
+            .screen(request, AuthRole::Proxy, now_ms)?;
+        let credentials = match inner
+            .credentials
+            .get(&inner.store, pending.username(), now_ms)
+            .await
+        {
+            Ok(credentials) => credentials,
+            Err(err) => {
+                tracing::warn!(error = %err, "authentication: cannot read credentials");
+                return Err(inner.unavailable(request));
+            }
+        };
+        let verified = inner
+            .registrar()
+            .authenticator()
+            .verify(pending, credentials.as_deref(), now_ms)
+            .map(|credentials| credentials.endpoint.clone());
+        verified
+    }
+
+    /// The endpoint named `username` and its live bindings at `now`; `None` if there is no such
+    /// endpoint. Reads the database only when the endpoint is not cached.
+    pub async fn locate(
         &self,
         username: &str,
         now: SystemTime,
-    ) -> Result<Vec<Binding>, StoreError> {
+    ) -> Result<Option<Located>, StoreError> {
         let now_ms = unix_ms(now);
         let inner = &self.inner;
-        let Some(credentials) = inner
+        let credentials = inner
             .credentials
             .get(&inner.store, username, now_ms)
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        Ok(inner.location.live(credentials.endpoint_pk, now_ms))
+            .await?;
+        Ok(credentials.map(|credentials| Located {
+            bindings: inner
+                .location
+                .live(credentials.endpoint.endpoint_pk, now_ms),
+            endpoint: credentials.endpoint.clone(),
+        }))
     }
 
     /// Stops the tasks and waits for background commits (closed flows) to finish. REGISTERs in
@@ -366,14 +438,14 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn unavailable(&self, request: &Message) -> RegisterOutcome {
-        let response = self.responder.respond(
+    /// `503` with `Retry-After`: the database cannot be used now.
+    fn unavailable(&self, request: &Message) -> Response {
+        self.responder.respond(
             request,
             503,
             None,
             &[("Retry-After", self.retry_after.as_str())],
-        );
-        RegisterOutcome::refused(response)
+        )
     }
 
     /// One pass of the pipeline; `None` if the credentials it authenticated with went stale
@@ -384,7 +456,7 @@ impl Inner {
         source: &Source,
         now_ms: i64,
     ) -> Option<RegisterOutcome> {
-        let start = self.registrar().start(request, now_ms);
+        let start = self.registrar().start(request, source, now_ms);
         let pending = match start {
             Start::Respond(response) => return Some(RegisterOutcome::refused(response)),
             Start::NeedCredentials(pending) => pending,
@@ -397,7 +469,7 @@ impl Inner {
             Ok(credentials) => credentials,
             Err(err) => {
                 tracing::warn!(error = %err, "REGISTER: cannot read credentials");
-                return Some(self.unavailable(request));
+                return Some(RegisterOutcome::refused(self.unavailable(request)));
             }
         };
         let authenticated = self
@@ -425,7 +497,7 @@ impl Inner {
         if let Err(err) = self.writer.commit(registration.changes).await {
             tracing::warn!(error = %err, "REGISTER: cannot commit bindings");
             return Some(match err {
-                StoreError::Unavailable(_) => self.unavailable(request),
+                StoreError::Unavailable(_) => RegisterOutcome::refused(self.unavailable(request)),
                 _ => RegisterOutcome::refused(self.registrar().commit_failed(request)),
             });
         }

@@ -34,18 +34,31 @@ pub fn credentials(
         endpoint_pk,
         endpoint_id: format!("ep{endpoint_pk}"),
         account_id: 1,
+        account_family_id: 1,
+        application_id: None,
         username: username.to_owned(),
         ha1_md5: format!("{:x}", Md5::digest(secret.as_bytes())),
         ha1_sha256: format!("{:x}", Sha256::digest(secret.as_bytes())),
         credentials_changed_at: DateTime::from_timestamp_millis(changed_at_ms).unwrap(),
+        allow_voice: true,
+        allow_message: true,
+        allow_video: true,
+        allow_same_domain: true,
+        allow_other_domains: true,
+        allow_phones: true,
+        allow_apps: true,
     };
     DigestCredentials::from_store(&row).unwrap()
 }
+
+/// The address the fixture's requests arrive on.
+pub const LOCAL: &str = "192.0.2.1:5060";
 
 pub fn source(addr: &str, flow: &str) -> Source {
     Source {
         remote: addr.parse::<SocketAddr>().unwrap(),
         flow: flow.parse().unwrap(),
+        local: LOCAL.parse().unwrap(),
     }
 }
 
@@ -129,7 +142,13 @@ pub struct Answer<'a> {
 }
 
 impl Answer<'_> {
+    /// The request digest for a REGISTER.
     pub fn response(&self) -> String {
+        self.response_for("REGISTER")
+    }
+
+    /// The request digest for a request of `method`.
+    pub fn response_for(&self, method: &str) -> String {
         let hash = |data: String| match self.algorithm {
             "SHA-256" => format!("{:x}", Sha256::digest(data.as_bytes())),
             _ => format!("{:x}", Md5::digest(data.as_bytes())),
@@ -138,21 +157,27 @@ impl Answer<'_> {
             "{}:{}:{}",
             self.username, self.realm, self.password
         ));
-        let ha2 = hash(format!("REGISTER:{}", self.uri));
+        let ha2 = hash(format!("{method}:{}", self.uri));
         hash(format!(
             "{ha1}:{}:{:08x}:{}:auth:{ha2}",
             self.nonce, self.nc, self.cnonce
         ))
     }
 
+    /// The credentials header value for a REGISTER.
     pub fn header_value(&self) -> String {
+        self.header_value_for("REGISTER")
+    }
+
+    /// The credentials header value for a request of `method`.
+    pub fn header_value_for(&self, method: &str) -> String {
         format!(
             r#"Digest username="{}", realm="{}", nonce="{}", uri="{}", response="{}", algorithm={}, qop=auth, cnonce="{}", nc={:08x}"#,
             self.username,
             self.realm,
             self.nonce,
             self.uri,
-            self.response(),
+            self.response_for(method),
             self.algorithm,
             self.cnonce,
             self.nc
@@ -174,11 +199,12 @@ pub struct Offer {
     pub stale: bool,
 }
 
-/// The Digest challenges of a 401, in order.
+/// The Digest challenges of a 401 or 407, in order.
 pub fn challenges(response: &Response) -> Vec<Offer> {
     let message = parse(response);
     message
         .headers_named(HeaderName::WwwAuthenticate)
+        .chain(message.headers_named(HeaderName::ProxyAuthenticate))
         .map(
             |value| match Challenge::parse(value).expect("challenge parses") {
                 Challenge::Digest(digest) => Offer {
@@ -239,7 +265,7 @@ impl Fixture {
             store: Vec::new(),
             now: T0,
             source: source("203.0.113.7:40000", "tcp-1"),
-            algorithm: "SHA-256",
+            algorithm: "MD5",
             nonce: None,
             nc: 0,
             lookups: Vec::new(),
@@ -249,7 +275,7 @@ impl Fixture {
 
     /// Runs the three steps as the shell does, committing to the in-memory store on success.
     pub fn send_message(&mut self, message: &Message) -> Result<Registration, Response> {
-        let pending = match self.registrar.start(message, self.now) {
+        let pending = match self.registrar.start(message, &self.source, self.now) {
             Start::Respond(response) => return Err(response),
             Start::NeedCredentials(pending) => pending,
         };
@@ -257,7 +283,7 @@ impl Fixture {
         let credentials = self
             .users
             .iter()
-            .find(|c| *c.username == *pending.username())
+            .find(|c| *c.endpoint.username == *pending.username())
             .cloned();
         let authorized = self
             .registrar

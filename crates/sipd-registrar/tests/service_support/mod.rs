@@ -7,15 +7,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
+use md5::{Digest, Md5};
 use sip_message::auth::Challenge;
 use sip_message::{HeaderName, Message};
 use sipd_registrar::service::{RegisterOutcome, RegistrarService, ServiceConfig};
 use sipd_registrar::{RegistrarConfig, Source};
 use sipd_store::testing::TEST_REALM;
-use sipd_store::{EndpointPatch, NewAccount, NewEndpoint, Scope, Store};
+use sipd_store::{Binding, EndpointPatch, NewAccount, NewEndpoint, Scope, Store};
 
 pub const DOMAIN: &str = TEST_REALM;
+
+/// The local address the clients' requests arrive on.
+pub const LOCAL: &str = "192.0.2.1:5060";
 
 pub fn config(node_id: &str) -> ServiceConfig {
     let mut registrar = RegistrarConfig::new(DOMAIN, [7u8; 32], node_id);
@@ -110,13 +113,16 @@ pub struct Client {
     pub username: String,
     pub password: String,
     pub contact: String,
+    /// The host of the AOR in From and To: the domain, unless a test names it otherwise.
+    pub aor_host: String,
     pub call_id: String,
     pub cseq: u32,
     pub source: Source,
     /// Further header lines (without CRLF), e.g. `Supported: outbound`.
     pub headers: Vec<String>,
     nonce: Option<String>,
-    nc: u32,
+    /// The nonce-count of the last answer.
+    pub nc: u32,
 }
 
 impl Client {
@@ -128,9 +134,14 @@ impl Client {
             username: endpoint.username.clone(),
             password: endpoint.password.clone(),
             contact: format!("<sip:{}@{remote};transport={transport}>", endpoint.username),
+            aor_host: DOMAIN.to_owned(),
             call_id: format!("call-{}-{contact_host}", endpoint.username),
             cseq: 0,
-            source: Source { remote, flow },
+            source: Source {
+                remote,
+                flow,
+                local: LOCAL.parse().unwrap(),
+            },
             headers: Vec::new(),
             nonce: None,
             nc: 0,
@@ -144,8 +155,8 @@ impl Client {
             "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
              Via: SIP/2.0/{} {};branch=z9hG4bK-{}-{}\r\n\
              Max-Forwards: 70\r\n\
-             From: <sip:{user}@{DOMAIN}>;tag=f-{user}\r\n\
-             To: <sip:{user}@{DOMAIN}>\r\n\
+             From: <sip:{user}@{host}>;tag=f-{user}\r\n\
+             To: <sip:{user}@{host}>\r\n\
              Call-ID: {}\r\n\
              CSeq: {} REGISTER\r\n\
              Contact: {}\r\n\
@@ -159,6 +170,7 @@ impl Client {
             self.cseq,
             self.contact,
             user = self.username,
+            host = self.aor_host,
         );
         for header in &self.headers {
             text.push_str(header);
@@ -166,37 +178,77 @@ impl Client {
         }
         if let Some(nonce) = self.nonce.clone() {
             self.nc += 1;
-            text.push_str(&format!("Authorization: {}\r\n", self.answer(&nonce)));
+            let uri = format!("sip:{DOMAIN}");
+            let answer = self.answer("REGISTER", &uri, &nonce);
+            text.push_str(&format!("Authorization: {answer}\r\n"));
         }
         text.push_str("Content-Length: 0\r\n\r\n");
         Message::parse_slice(text.as_bytes()).expect("test REGISTER parses")
     }
 
-    fn answer(&self, nonce: &str) -> String {
-        let uri = format!("sip:{DOMAIN}");
-        let hash = |data: String| format!("{:x}", Sha256::digest(data.as_bytes()));
+    /// A `method` request (INVITE, MESSAGE, …) to `to_user` of the domain, as a proxy gets it
+    /// from this device, with a `Proxy-Authorization` answer when a nonce is known.
+    pub fn proxied(&mut self, method: &str, to_user: &str) -> Message {
+        self.cseq += 1;
+        let uri = format!("sip:{to_user}@{DOMAIN}");
+        let mut text = format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{} {};branch=z9hG4bK-{}-{}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@{DOMAIN}>;tag=f-{user}\r\n\
+             To: <{uri}>\r\n\
+             Call-ID: {}-{method}\r\n\
+             CSeq: {} {method}\r\n\
+             Contact: {}\r\n",
+            self.source.flow.transport().via_token(),
+            self.source.remote,
+            self.call_id,
+            self.cseq,
+            self.call_id,
+            self.cseq,
+            self.contact,
+            user = self.username,
+        );
+        if let Some(nonce) = self.nonce.clone() {
+            self.nc += 1;
+            let answer = self.answer(method, &uri, &nonce);
+            text.push_str(&format!("Proxy-Authorization: {answer}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        Message::parse_slice(text.as_bytes()).expect("test request parses")
+    }
+
+    /// The MD5 Digest answer (the default algorithm) for `method` and `uri`, at the current nc.
+    fn answer(&self, method: &str, uri: &str, nonce: &str) -> String {
+        let hash = |data: String| format!("{:x}", Md5::digest(data.as_bytes()));
         let ha1 = hash(format!("{}:{DOMAIN}:{}", self.username, self.password));
-        let ha2 = hash(format!("REGISTER:{uri}"));
+        let ha2 = hash(format!("{method}:{uri}"));
         let response = hash(format!("{ha1}:{nonce}:{:08x}:c0ffee:auth:{ha2}", self.nc));
         format!(
-            r#"Digest username="{}", realm="{DOMAIN}", nonce="{nonce}", uri="{uri}", response="{response}", algorithm=SHA-256, qop=auth, cnonce="c0ffee", nc={:08x}"#,
+            r#"Digest username="{}", realm="{DOMAIN}", nonce="{nonce}", uri="{uri}", response="{response}", algorithm=MD5, qop=auth, cnonce="c0ffee", nc={:08x}"#,
             self.username, self.nc
         )
     }
 
-    /// Keeps the SHA-256 nonce of a 401.
+    /// Keeps the nonce of a 401.
     pub fn take_challenge(&mut self, outcome: &RegisterOutcome) {
         assert_eq!(outcome.status, 401, "{}", text(outcome));
-        let message = Message::parse(outcome.response.clone()).unwrap();
+        self.take_nonce(&outcome.response);
+    }
+
+    /// Keeps the MD5 nonce of a 401 or 407 `response`, and starts counting from 1.
+    pub fn take_nonce(&mut self, response: &[u8]) {
+        let message = Message::parse_slice(response).unwrap();
         let nonce = message
             .headers_named(HeaderName::WwwAuthenticate)
+            .chain(message.headers_named(HeaderName::ProxyAuthenticate))
             .find_map(|value| match Challenge::parse(value) {
-                Ok(Challenge::Digest(digest)) if digest.algorithm.as_str() == "SHA-256" => {
+                Ok(Challenge::Digest(digest)) if digest.algorithm.as_str() == "MD5" => {
                     Some(digest.nonce.into_owned())
                 }
                 _ => None,
             })
-            .expect("a SHA-256 challenge");
+            .expect("an MD5 challenge");
         self.nonce = Some(nonce);
         self.nc = 0;
     }
@@ -219,6 +271,21 @@ impl Client {
         }
         panic!("still challenged after three attempts");
     }
+}
+
+/// The user's live bindings as the service's location service has them (none for an unknown
+/// user).
+pub async fn live_bindings(
+    service: &RegistrarService,
+    username: &str,
+    now: SystemTime,
+) -> Vec<Binding> {
+    service
+        .locate(username, now)
+        .await
+        .expect("locate")
+        .map(|located| located.bindings)
+        .unwrap_or_default()
 }
 
 pub fn text(outcome: &RegisterOutcome) -> String {
