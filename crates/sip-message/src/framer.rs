@@ -6,7 +6,10 @@
 //! [`Bytes`] without copying, ready for the message parser.
 //!
 //! A message on a stream is delimited by its `Content-Length` (RFC 3261
-//! §18.3), so the header must be present and well-formed. CRLFs before a
+//! §18.3), which must be well-formed. One without any is taken to have no body
+//! (as Kamailio's `tcp_accept_no_cl` does), so it can still be answered (RFC
+//! 4475 `bext01` gets its 420 over TCP too); a body it did carry then breaks
+//! the framing of what follows. CRLFs before a
 //! message are skipped (§7.5); a double CRLF is an RFC 5626 keep-alive ping,
 //! reported as [`Frame::KeepAlivePing`] so the transport can answer with a
 //! single CRLF pong.
@@ -72,8 +75,6 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FramingError {
-    /// The header section ended without a `Content-Length` header.
-    MissingContentLength,
     /// A `Content-Length` value is not a decimal number.
     InvalidContentLength {
         /// Offset of the header field in the message.
@@ -101,6 +102,9 @@ pub enum FramingError {
         /// [`FramerConfig::max_message_size`]
         limit: usize,
     },
+    /// The first line is neither a request line nor a status line: these are
+    /// not SIP bytes.
+    NotSip,
     /// The caller removed bytes the framer had already looked at (the buffer
     /// must only be appended to between calls).
     BufferShrunk,
@@ -109,9 +113,6 @@ pub enum FramingError {
 impl fmt::Display for FramingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FramingError::MissingContentLength => {
-                f.write_str("message on a stream transport has no Content-Length")
-            }
             FramingError::InvalidContentLength { offset } => {
                 write!(f, "invalid Content-Length value in header at byte {offset}")
             }
@@ -130,6 +131,7 @@ impl fmt::Display for FramingError {
             FramingError::MessageTooLarge { limit } => {
                 write!(f, "message larger than {limit} bytes")
             }
+            FramingError::NotSip => f.write_str("not a SIP request or status line"),
             FramingError::BufferShrunk => {
                 f.write_str("stream buffer shrank between calls to the framer")
             }
@@ -254,9 +256,10 @@ impl StreamFramer {
                     if header_len > self.config.max_header_section_size {
                         return Err(section_too_large);
                     }
-                    let body_len = scan
-                        .content_length
-                        .ok_or(FramingError::MissingContentLength)?;
+                    if !looks_like_sip(buf) {
+                        return Err(FramingError::NotSip);
+                    }
+                    let body_len = scan.content_length.unwrap_or(0);
                     let total = header_len
                         .checked_add(body_len)
                         .filter(|total| *total <= self.config.max_message_size)
@@ -404,6 +407,19 @@ impl HeaderScan {
             }
         }
     }
+}
+
+/// Whether the first line of `message` reads as SIP: a status line (`SIP/…`) or a
+/// request line ending in the SIP version (`… SIP/2.0`).
+fn looks_like_sip(message: &[u8]) -> bool {
+    let line_end = message
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(message.len());
+    let line = &message[..line_end];
+    let is_version = |token: &[u8]| token.len() > 4 && token[..4].eq_ignore_ascii_case(b"SIP/");
+    is_version(line.split(|&b| b == b' ').next().unwrap_or_default())
+        || is_version(line.rsplit(|&b| b == b' ').next().unwrap_or_default())
 }
 
 /// The value part of `field` if it is a `Content-Length` (or compact `l`)
@@ -583,9 +599,38 @@ mod tests {
     }
 
     #[test]
+    fn a_message_without_content_length_has_no_body() {
+        let mut framer = StreamFramer::new(FramerConfig::default());
+        let mut buf = BytesMut::from(&b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\nOPTIONS"[..]);
+        let Ok(Some(Frame::Message(message))) = framer.next_frame(&mut buf) else {
+            panic!("framed")
+        };
+        assert!(message.ends_with(b"Via: x\r\n\r\n"));
+        assert_eq!(&buf[..], b"OPTIONS");
+    }
+
+    #[test]
+    fn bytes_that_are_not_sip_fail() {
+        for text in [
+            &b"\x00\xffNOT SIP AT ALL\r\nX: y\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"SIP\r\n\r\n",
+        ] {
+            let mut framer = StreamFramer::new(FramerConfig::default());
+            let mut buf = BytesMut::from(text);
+            assert_eq!(framer.next_frame(&mut buf), Err(FramingError::NotSip));
+        }
+        let mut framer = StreamFramer::new(FramerConfig::default());
+        let mut buf = BytesMut::from(&b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n"[..]);
+        assert!(matches!(
+            framer.next_frame(&mut buf),
+            Ok(Some(Frame::Message(_)))
+        ));
+    }
+
+    #[test]
     fn content_length_errors() {
-        let cases: [(&str, FramingError); 8] = [
-            ("Via: x", FramingError::MissingContentLength),
+        let cases: [(&str, FramingError); 7] = [
             (
                 "Content-Length: -1",
                 FramingError::InvalidContentLength { offset: 23 },

@@ -98,7 +98,7 @@ async fn garbage_and_oversize_close_only_the_offending_connection() {
     good.write_all(&request("good")).await.unwrap();
     let good_flow = next_message(&mut events).await.flow;
 
-    // No Content-Length: the stream cannot be framed.
+    // Not SIP: the stream cannot be framed.
     let mut garbage = connect(&transports).await;
     garbage
         .write_all(b"\x00\xffNOT SIP AT ALL\r\nX: y\r\n\r\nmore")
