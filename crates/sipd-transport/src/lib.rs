@@ -59,6 +59,7 @@
 mod config;
 mod connection;
 mod counters;
+mod interfaces;
 mod outbound;
 mod resolver;
 mod stream;
@@ -69,6 +70,7 @@ mod websocket;
 
 pub use config::{CertificateFiles, Limits, TlsClientConfig, TransportConfig};
 pub use counters::{CountersSnapshot, TransportStats};
+pub use interfaces::local_ips;
 pub use outbound::{ConnectError, Destination};
 pub use resolver::{ResolveError, Resolver, ResolverConfig, ResolverSetupError, Target};
 pub use sip_message::{FlowId, Transport};
