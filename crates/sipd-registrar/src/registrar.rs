@@ -143,12 +143,12 @@ impl Registrar {
         if !unsupported.is_empty() {
             return Err(self.respond(request, 420, None, &[("Unsupported", &unsupported)]));
         }
-        let ours = request.to().ok().is_some_and(|to| {
-            to.uri().as_sip().is_some_and(|aor| {
-                self.domain.is_ours(&aor.host(), source.local.ip())
-                    && aor.user_unescaped().is_some()
-            })
-        });
+        // RFC 3261 §10.3 step 3: the To of a REGISTER is a SIP or SIPS AOR (RFC 4475 unksm2).
+        let Some(aor) = request.to().ok().and_then(|to| to.uri().as_sip().copied()) else {
+            return Err(self.respond(request, 400, Some("To Is Not a SIP AOR"), &[]));
+        };
+        let ours =
+            self.domain.is_ours(&aor.host(), source.local.ip()) && aor.user_unescaped().is_some();
         if !ours {
             return Err(self.respond(request, 403, Some("Not an AOR of This Domain"), &[]));
         }
