@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use sip_message::{Host, Transport};
+use sipd_registrar::LocalDomain;
 
 /// How the proxy routes a call from an endpoint with no application attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +28,9 @@ pub struct Interface {
 
 impl Interface {
     /// Host and port to write in Via and Record-Route. A listener bound to a wildcard
-    /// address with nothing advertised writes `fallback_ip` (the address the request at hand
-    /// arrived on): right on a single-homed host, and why `sip.advertised_address` exists.
+    /// address with nothing advertised writes `fallback_ip` (see
+    /// [`ProxyConfig::local_ip`]): right on a single-homed host, and why
+    /// `sip.advertised_address` exists.
     pub fn address(&self, fallback_ip: IpAddr) -> (String, u16) {
         if let Some((host, port)) = &self.advertised {
             return (host.clone(), *port);
@@ -95,10 +97,11 @@ impl IpNet {
 /// Everything the proxy core needs to know about its deployment.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// The SIP domain (`sip.domain`), lower case.
-    pub domain: String,
-    /// Other names and addresses that mean the domain (`sip.domain_aliases`), lower case.
-    pub aliases: Vec<String>,
+    /// The SIP domain (also the Digest realm) and every name and address that means it.
+    pub local: LocalDomain,
+    /// The address to write for a wildcard listener with nothing advertised, when neither
+    /// the request nor the peer tells which one to use (the host's main address).
+    pub default_ip: IpAddr,
     /// Every listener, at most one per transport.
     pub interfaces: Vec<Interface>,
     /// Per-branch INVITE timer (RFC 3261 §16.6 step 11: more than three minutes).
@@ -124,45 +127,31 @@ impl ProxyConfig {
         self.interfaces.iter().find(|i| i.transport == transport)
     }
 
-    /// Whether `host` (with `port`, when given) names this server: the domain, an alias, a
-    /// listener's or advertised address, or the address the request arrived on.
+    /// Whether `host` (with `port`, when given) names this server: the domain or an alias
+    /// (any port), or one of our addresses (at one of our ports).
     pub fn is_local(&self, host: &Host<'_>, port: Option<u16>, arrived_on: IpAddr) -> bool {
-        let name = host.as_str();
-        let by_name = name.eq_ignore_ascii_case(&self.domain)
-            || self.aliases.iter().any(|a| alias_matches(a, host));
-        if by_name {
-            // A domain is ours at any port: it is resolved to us.
-            return true;
-        }
-        let ours = |ip: IpAddr| {
-            ip == arrived_on
-                || self.interfaces.iter().any(|i| {
-                    i.bound.ip() == ip
-                        || i.advertised
-                            .as_ref()
-                            .is_some_and(|(h, _)| h.trim_matches(['[', ']']).parse() == Ok(ip))
-                })
-        };
-        let advertised_name = self.interfaces.iter().any(|i| {
-            i.advertised
-                .as_ref()
-                .is_some_and(|(h, _)| h.eq_ignore_ascii_case(name))
-        });
-        let address = advertised_name || host.ip().is_some_and(ours);
-        address
-            && port.is_none_or(|port| {
-                self.interfaces.iter().any(|i| {
-                    i.bound.port() == port || i.advertised.as_ref().is_some_and(|(_, p)| *p == port)
-                })
-            })
+        self.local.is_ours(host, arrived_on)
+            && (host.ip().is_none()
+                || port.is_none_or(|port| {
+                    self.interfaces.iter().any(|i| {
+                        i.bound.port() == port
+                            || i.advertised.as_ref().is_some_and(|(_, p)| *p == port)
+                    })
+                }))
     }
-}
 
-fn alias_matches(alias: &str, host: &Host<'_>) -> bool {
-    let alias = alias.trim_matches(['[', ']']);
-    match (alias.parse::<IpAddr>(), host.ip()) {
-        (Ok(a), Some(h)) => a == h,
-        _ => alias.eq_ignore_ascii_case(host.as_str()),
+    /// The local IP to write for a wildcard listener: the one the request at hand arrived
+    /// on if the transport told it (connections), else loopback for a peer on loopback, else
+    /// [`default_ip`](Self::default_ip).
+    pub fn local_ip(&self, arrived_on: IpAddr, peer: Option<IpAddr>) -> IpAddr {
+        if !arrived_on.is_unspecified() {
+            return arrived_on;
+        }
+        match peer {
+            Some(IpAddr::V4(ip)) if ip.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            Some(IpAddr::V6(ip)) if ip.is_loopback() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            _ => self.default_ip,
+        }
     }
 }
 

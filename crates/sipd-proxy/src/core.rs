@@ -15,7 +15,8 @@ use crate::config::{NoApplication, ProxyConfig};
 use crate::events::{Call, CallEvent, Dialogs, EndCause, Party};
 use crate::record_route::{self, DialogFlows, FlowTokens, Sender};
 use crate::request::{self, Destination, Refusal};
-use crate::route::{strip_angle, targets_by_q, Callee, Endpoint, NextHop, RouteDecision, Target};
+use crate::route::{strip_angle, targets_by_q, Callee, NextHop, RouteDecision, Target};
+use sipd_registrar::{EndpointInfo, Permission};
 
 /// Where a request arrived: its flow, the peer's address and the local address it reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +205,7 @@ struct Context {
     loop_hash: u64,
     /// Our own Route values at the top of the request, removed when forwarding.
     own_routes: usize,
-    caller: Option<Endpoint>,
+    caller: Option<EndpointInfo>,
     branches: Vec<Branch>,
     groups: VecDeque<Vec<Target>>,
     headers: Vec<(String, String)>,
@@ -411,7 +412,7 @@ impl ProxyCore {
     pub fn handle_authenticated(
         &mut self,
         context: ContextId,
-        result: Result<Endpoint, AuthRefusal>,
+        result: Result<EndpointInfo, AuthRefusal>,
         now: Instant,
     ) {
         let Some(ctx) = self.contexts.get(&context) else {
@@ -475,14 +476,14 @@ impl ProxyCore {
         self.handle_route(context, decision, now);
     }
 
-    fn decide_local(&self, caller: Option<&Endpoint>, callee: Callee) -> RouteDecision {
+    fn decide_local(&self, caller: Option<&EndpointInfo>, callee: Callee) -> RouteDecision {
         if let Some(caller) = caller {
             // Another tenant's endpoint is not visible: the same answer as no endpoint.
             if callee.endpoint.family_id != caller.family_id {
                 return RouteDecision::reject(404, "Not Found");
             }
-            if !caller.permissions.same_domain {
-                return RouteDecision::reject(403, "Forbidden (allow_same_domain)");
+            if !caller.permissions.allows(Permission::SameDomain) {
+                return forbidden(Permission::SameDomain);
             }
         }
         if callee.registrations.is_empty() {
@@ -544,7 +545,7 @@ impl ProxyCore {
                                 .map(|f| f.uri().as_str().to_owned())
                                 .unwrap_or_default()
                         },
-                        |c| c.username.clone(),
+                        |c| c.username.to_string(),
                     );
                     let call = Call {
                         call_id: ctx.request.call_id().unwrap_or_default().to_owned(),
@@ -919,7 +920,10 @@ impl ProxyCore {
             Sender::Caller => flows.callee,
             Sender::Callee => flows.caller,
         };
-        let Some(via) = self.via_for(flow.transport(), arrival.local.ip(), &branch) else {
+        let local_ip = self
+            .config
+            .local_ip(arrival.local.ip(), flow.udp_remote().map(|a| a.ip()));
+        let Some(via) = self.via_for(flow.transport(), local_ip, &branch) else {
             return;
         };
         let forwarded = ack
@@ -1000,7 +1004,7 @@ impl ProxyCore {
     // ---- routing ----------------------------------------------------------------------
 
     /// After authentication (or for a trusted peer, `None`): permissions, then where to.
-    fn route_caller(&mut self, context: ContextId, caller: Option<Endpoint>, now: Instant) {
+    fn route_caller(&mut self, context: ContextId, caller: Option<EndpointInfo>, now: Instant) {
         let Some(ctx) = self.contexts.get_mut(&context) else {
             return;
         };
@@ -1010,21 +1014,26 @@ impl ProxyCore {
                 && caller.application_id.is_none()
             {
                 Some(RouteDecision::reject(403, "Forbidden (no application)"))
-            } else if method == Some(Method::Invite) && !caller.permissions.voice {
-                Some(RouteDecision::reject(403, "Forbidden (allow_voice)"))
             } else if method == Some(Method::Invite)
-                && !caller.permissions.video
+                && !caller.permissions.allows(Permission::Voice)
+            {
+                Some(forbidden(Permission::Voice))
+            } else if method == Some(Method::Invite)
+                && !caller.permissions.allows(Permission::Video)
                 && request::offers_video(&ctx.request)
             {
                 Some(RouteDecision::Reject {
                     status: 488,
-                    reason: Some("Not Acceptable Here (allow_video)".to_owned()),
-                    warning: Some(
-                        "video calls are not allowed for this endpoint (allow_video)".to_owned(),
-                    ),
+                    reason: Some(format!("Not Acceptable Here ({})", Permission::Video)),
+                    warning: Some(format!(
+                        "video calls are not allowed for this endpoint ({})",
+                        Permission::Video
+                    )),
                 })
-            } else if method == Some(Method::Message) && !caller.permissions.message {
-                Some(RouteDecision::reject(403, "Forbidden (allow_message)"))
+            } else if method == Some(Method::Message)
+                && !caller.permissions.allows(Permission::Message)
+            {
+                Some(forbidden(Permission::Message))
             } else {
                 None
             };
@@ -1034,7 +1043,9 @@ impl ProxyCore {
         }
         let trusted = caller.is_none();
         let goal = ctx.goal.clone();
-        let other_domains = caller.as_ref().is_some_and(|c| c.permissions.other_domains);
+        let other_domains = caller
+            .as_ref()
+            .is_some_and(|c| c.permissions.allows(Permission::OtherDomains));
         ctx.caller = caller;
         match goal {
             Goal::Destination(Destination::LocalUser(username)) => {
@@ -1050,12 +1061,9 @@ impl ProxyCore {
                     RouteDecision::reject(403, "Forbidden (not a local user)"),
                     now,
                 ),
-            Goal::Destination(Destination::OtherDomain) | Goal::Routed(_) if !other_domains => self
-                .handle_route(
-                    context,
-                    RouteDecision::reject(403, "Forbidden (allow_other_domains)"),
-                    now,
-                ),
+            Goal::Destination(Destination::OtherDomain) | Goal::Routed(_) if !other_domains => {
+                self.handle_route(context, forbidden(Permission::OtherDomains), now)
+            }
             Goal::Destination(Destination::OtherDomain) => {
                 let uri =
                     String::from_utf8_lossy(ctx.request.request_uri_raw().unwrap_or_default())
@@ -1096,8 +1104,8 @@ impl ProxyCore {
         };
         let decision = match (&ctx.caller, &self.config.pstn_gateway) {
             (None, _) => RouteDecision::reject(403, "Forbidden (not a local user)"),
-            (Some(caller), _) if !caller.permissions.phones => {
-                RouteDecision::reject(403, "Forbidden (allow_phones)")
+            (Some(caller), _) if !caller.permissions.allows(Permission::Phones) => {
+                forbidden(Permission::Phones)
             }
             (Some(_), None) => RouteDecision::reject(404, "No PSTN Gateway Configured"),
             (Some(_), Some(gateway)) => {
@@ -1191,9 +1199,15 @@ impl ProxyCore {
         let b = ctx.branches.get(branch as usize)?;
         let request = &ctx.request;
         let method = request.method()?;
-        let local_ip = ctx.arrival.local.ip();
+        let arrived_on = ctx.arrival.local.ip();
+        let outward_ip = self
+            .config
+            .local_ip(arrived_on, flow.udp_remote().map(|a| a.ip()));
+        let inward_ip = self
+            .config
+            .local_ip(arrived_on, Some(ctx.arrival.remote.ip()));
         let id = self.branches.next(ctx.loop_hash);
-        let via = self.via_for(flow.transport(), local_ip, &id)?;
+        let via = self.via_for(flow.transport(), outward_ip, &id)?;
         let in_dialog = matches!(ctx.goal, Goal::Dialog { .. });
         let mut forward = request
             .forward()
@@ -1205,7 +1219,7 @@ impl ProxyCore {
         for route in &b.target.route {
             forward = forward.push_route(route);
         }
-        for credentials in request::own_credentials(request, &self.config.domain) {
+        for credentials in request::own_credentials(request, self.config.local.domain()) {
             forward = forward.remove_line(&credentials);
         }
         if !in_dialog && request::creates_dialog(method) {
@@ -1219,11 +1233,11 @@ impl ProxyCore {
                 let outbound = flow.transport();
                 // RFC 5658: one value per side when the two sides differ.
                 if outbound != inbound {
-                    let (host, port) = self.config.interface(outbound)?.address(local_ip);
+                    let (host, port) = self.config.interface(outbound)?.address(outward_ip);
                     forward =
                         forward.record_route(&record_route::value(&host, port, outbound, &token));
                 }
-                let (host, port) = self.config.interface(inbound)?.address(local_ip);
+                let (host, port) = self.config.interface(inbound)?.address(inward_ip);
                 forward = forward.record_route(&record_route::value(&host, port, inbound, &token));
             }
         }
@@ -1564,7 +1578,7 @@ impl ProxyCore {
 
     fn warning(&self, text: &str) -> String {
         let escaped: String = header_safe(text).replace(['"', '\\'], "'");
-        format!("399 {} \"{escaped}\"", self.config.domain)
+        format!("399 {} \"{escaped}\"", self.config.local.domain())
     }
 
     pub(crate) fn new_tag(&mut self) -> String {
@@ -1631,6 +1645,15 @@ fn next_via_address(response: &Message) -> Option<(Transport, SocketAddr)> {
             .unwrap_or(if transport.is_secure() { 5061 } else { 5060 }),
     };
     Some((transport, SocketAddr::new(ip, port)))
+}
+
+/// The 403 for a permission the caller lacks, naming it.
+fn forbidden(permission: Permission) -> RouteDecision {
+    RouteDecision::Reject {
+        status: 403,
+        reason: Some(format!("Forbidden ({permission})")),
+        warning: None,
+    }
 }
 
 /// The gateway URI with `number` as its user part.

@@ -60,12 +60,11 @@ mod proxy;
 mod record_route;
 mod request;
 mod route;
+pub mod service;
 
 pub use crate::branch::shard_of;
 pub use crate::config::{Interface, IpNet, NoApplication, ProxyConfig};
 pub use crate::core::{Arrival, AuthRefusal, BranchId, ContextId, HopFailure, DEFAULT_TIMER_C};
 pub use crate::events::{CallEvent, EndCause, Party};
 pub use crate::proxy::{Output, Proxy};
-pub use crate::route::{
-    targets_by_q, Callee, Endpoint, NextHop, Permissions, Registration, RouteDecision, Target,
-};
+pub use crate::route::{targets_by_q, Callee, NextHop, Registration, RouteDecision, Target};

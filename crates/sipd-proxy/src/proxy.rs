@@ -14,7 +14,8 @@ use sip_transaction::{
 use crate::config::ProxyConfig;
 use crate::core::{Action, Arrival, AuthRefusal, BranchId, ContextId, HopFailure, ProxyCore};
 use crate::events::CallEvent;
-use crate::route::{Callee, Endpoint, NextHop, RouteDecision};
+use crate::route::{Callee, NextHop, RouteDecision};
+use sipd_registrar::EndpointInfo;
 
 /// What the caller must do next, from [`Proxy::poll_output`].
 #[derive(Debug, Clone)]
@@ -200,7 +201,7 @@ impl Proxy {
     pub fn handle_authenticated(
         &mut self,
         context: ContextId,
-        result: Result<Endpoint, AuthRefusal>,
+        result: Result<EndpointInfo, AuthRefusal>,
         now: Instant,
     ) {
         self.core.handle_authenticated(context, result, now);

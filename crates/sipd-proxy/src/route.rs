@@ -5,36 +5,7 @@
 use std::time::Duration;
 
 use sip_message::FlowId;
-
-/// The endpoint-level permissions a request is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Permissions {
-    /// INVITE at all.
-    pub voice: bool,
-    /// INVITE whose SDP offers video.
-    pub video: bool,
-    /// MESSAGE.
-    pub message: bool,
-    /// Targets that are endpoints of the same account or its family.
-    pub same_domain: bool,
-    /// SIP URIs of other domains.
-    pub other_domains: bool,
-    /// Telephone numbers (through the PSTN gateway).
-    pub phones: bool,
-}
-
-/// An endpoint, as far as routing is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub username: String,
-    /// The account owning it.
-    pub account_id: i64,
-    /// The main account of its family (its account's parent, or its account).
-    pub family_id: i64,
-    /// The application attached to it, if any.
-    pub application_id: Option<i64>,
-    pub permissions: Permissions,
-}
+use sipd_registrar::EndpointInfo;
 
 /// One live registration of a callee, as the location service holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +25,7 @@ pub struct Registration {
 /// The callee endpoint and its live registrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callee {
-    pub endpoint: Endpoint,
+    pub endpoint: EndpointInfo,
     pub registrations: Vec<Registration>,
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use sip_message::{FlowId, HeaderName, Message, Method, Transport};
-use sipd_proxy::{CallEvent, EndCause, Party, Permissions};
+use sipd_proxy::{CallEvent, EndCause, Party};
+use sipd_registrar::{Permission, Permissions};
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
@@ -393,25 +394,12 @@ fn permissions_are_checked_and_named() {
     let set = |net: &mut Net, permissions: Permissions| {
         net.shell.users.get_mut("alice").unwrap().permissions = permissions;
     };
-    let all = all_permissions();
-    set(
-        &mut net,
-        Permissions {
-            voice: false,
-            ..all
-        },
-    );
+    set(&mut net, permissions_without(&[Permission::Voice]));
     let response = refused(&mut net, &invite("alice", "bob", "p1", "z9hG4bK1", true));
     assert_eq!(response.status(), Some(403));
     assert!(String::from_utf8_lossy(response.reason().unwrap()).contains("allow_voice"));
 
-    set(
-        &mut net,
-        Permissions {
-            video: false,
-            ..all
-        },
-    );
+    set(&mut net, permissions_without(&[Permission::Video]));
     let video = format!("{SDP}m=video 4002 RTP/AVP 96\r\n");
     let response = refused(
         &mut net,
@@ -432,13 +420,7 @@ fn permissions_are_checked_and_named() {
     assert_eq!(net.take(caller()).status(), Some(100));
     assert_eq!(net.take(phone_a()).method(), Some(Method::Invite));
 
-    set(
-        &mut net,
-        Permissions {
-            message: false,
-            ..all
-        },
-    );
+    set(&mut net, permissions_without(&[Permission::Message]));
     let response = refused(
         &mut net,
         &request("MESSAGE", "alice", "bob", "p4", "z9hG4bK4", 1, true, ""),
@@ -446,13 +428,7 @@ fn permissions_are_checked_and_named() {
     assert_eq!(response.status(), Some(403));
     assert!(String::from_utf8_lossy(response.reason().unwrap()).contains("allow_message"));
 
-    set(
-        &mut net,
-        Permissions {
-            same_domain: false,
-            ..all
-        },
-    );
+    set(&mut net, permissions_without(&[Permission::SameDomain]));
     let response = refused(&mut net, &invite("alice", "bob", "p5", "z9hG4bK5", true));
     assert_eq!(response.status(), Some(403));
     assert!(String::from_utf8_lossy(response.reason().unwrap()).contains("allow_same_domain"));
@@ -483,7 +459,8 @@ fn numbers_need_a_gateway_and_other_domains_a_permission() {
         sent.request_uri().unwrap().as_str(),
         "sip:+12025550100@gw.example.net:5080"
     );
-    net.shell.users.get_mut("alice").unwrap().permissions.phones = false;
+    net.shell.users.get_mut("alice").unwrap().permissions =
+        permissions_without(&[Permission::Phones]);
     let response = refused(
         &mut net,
         &invite("alice", "12025550100", "n3", "z9hG4bK3", true),
@@ -491,12 +468,8 @@ fn numbers_need_a_gateway_and_other_domains_a_permission() {
     assert_eq!(response.status(), Some(403));
     assert!(String::from_utf8_lossy(response.reason().unwrap()).contains("allow_phones"));
 
-    net.shell
-        .users
-        .get_mut("alice")
-        .unwrap()
-        .permissions
-        .other_domains = false;
+    net.shell.users.get_mut("alice").unwrap().permissions =
+        permissions_without(&[Permission::OtherDomains]);
     let text = invite("alice", "bob", "n4", "z9hG4bK4", true).replace(
         "INVITE sip:bob@example.com",
         "INVITE sip:bob@elsewhere.example.org",

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sip_message::{FlowId, HeaderName, Message, Transport};
 use sipd_proxy::{
-    Arrival, AuthRefusal, CallEvent, Callee, Endpoint, HopFailure, Interface, NextHop,
-    NoApplication, Output, Permissions, Proxy, ProxyConfig, Registration, RouteDecision,
+    Arrival, AuthRefusal, CallEvent, Callee, HopFailure, Interface, NextHop, NoApplication, Output,
+    Proxy, ProxyConfig, Registration, RouteDecision,
 };
+use sipd_registrar::{EndpointInfo, Permission, Permissions};
 
 pub const DOMAIN: &str = "example.com";
 pub const PROXY_IP: &str = "192.0.2.10";
@@ -22,24 +23,22 @@ pub fn udp(addr: &str) -> FlowId {
     FlowId::udp(addr.parse().unwrap())
 }
 
-pub fn all_permissions() -> Permissions {
-    Permissions {
-        voice: true,
-        video: true,
-        message: true,
-        same_domain: true,
-        other_domains: true,
-        phones: true,
-    }
+/// Every permission but `denied`.
+pub fn permissions_without(denied: &[Permission]) -> Permissions {
+    Permission::ALL
+        .into_iter()
+        .filter(|p| !denied.contains(p))
+        .collect()
 }
 
-pub fn endpoint(username: &str) -> Endpoint {
-    Endpoint {
-        username: username.to_owned(),
+pub fn endpoint(username: &str) -> EndpointInfo {
+    EndpointInfo {
+        endpoint_pk: username.len() as i64,
+        username: username.into(),
         account_id: 1,
         family_id: 1,
         application_id: None,
-        permissions: all_permissions(),
+        permissions: permissions_without(&[]),
     }
 }
 
@@ -56,8 +55,8 @@ pub fn registration(contact: &str, flow: FlowId) -> Registration {
 pub fn config() -> ProxyConfig {
     let bound = |port: u16| format!("{PROXY_IP}:{port}").parse::<SocketAddr>().unwrap();
     ProxyConfig {
-        domain: DOMAIN.to_owned(),
-        aliases: Vec::new(),
+        local: sipd_registrar::LocalDomain::new(DOMAIN, &[]).unwrap(),
+        default_ip: PROXY_IP.parse().unwrap(),
         interfaces: vec![
             Interface {
                 transport: Transport::Udp,
@@ -94,7 +93,7 @@ pub fn config() -> ProxyConfig {
 /// What a test made the "shell" answer.
 pub struct Shell {
     /// Authentication answer per username in the From header; absent: challenged (407).
-    pub users: HashMap<String, Endpoint>,
+    pub users: HashMap<String, EndpointInfo>,
     /// Location answers per username; absent: no such endpoint.
     pub callees: HashMap<String, Callee>,
     /// Hops that fail, by flow or URI, with the status they count as.
