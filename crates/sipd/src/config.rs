@@ -4,6 +4,8 @@
 //! its values fix each key's type.
 
 use crate::secret::SecretKey;
+use sip_message::Transport;
+use sipd_proxy::{IpNet, NoApplication};
 use sipd_registrar::Algorithm;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -23,6 +25,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub sip: SipConfig,
     pub registrar: RegistrarSettings,
+    pub proxy: ProxySettings,
     pub database: DatabaseConfig,
     pub data: DataConfig,
     pub security: SecurityConfig,
@@ -54,10 +57,58 @@ pub struct SipConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
-    /// Live SIP transactions per shard (one shard per core); past it new requests get 503.
+    /// SIP transactions in progress per shard (one shard per core); past it new requests
+    /// get 503.
     pub max_transactions: usize,
+    /// Answered UDP non-INVITE requests remembered per shard for Timer J.
+    pub max_completed: usize,
     /// `None`: the host name, else a random name (decided at start).
     pub node_id: Option<String>,
+    /// What to write into Via and Record-Route instead of the bound addresses.
+    pub advertised: Advertised,
+    /// Other host names and IPs meaning `domain`, lower case.
+    pub domain_aliases: Vec<String>,
+    /// Verify the certificates of outbound TLS peers.
+    pub tls_verify: bool,
+    /// Further trusted CA certificates (PEM) for outbound TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// DNS servers for RFC 3263 lookups; empty: /etc/resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Bound on one RFC 3263 resolution.
+    pub dns_timeout: Duration,
+    /// Time allowed to open an outbound connection.
+    pub connect_timeout: Duration,
+}
+
+/// `sip.advertised_address`: one host for every listener, or one per listener. A port left
+/// out is the listener's own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Advertised {
+    pub all: Option<(String, Option<u16>)>,
+    pub per_transport: Vec<(Transport, String, Option<u16>)>,
+}
+
+impl Advertised {
+    /// The host and port to advertise for the listener of `transport` bound to `port`.
+    pub fn for_listener(&self, transport: Transport, port: u16) -> Option<(String, u16)> {
+        let (host, explicit) = self
+            .per_transport
+            .iter()
+            .find(|(t, _, _)| *t == transport)
+            .map(|(_, host, port)| (host, *port))
+            .or_else(|| self.all.as_ref().map(|(host, port)| (host, *port)))?;
+        Some((host.clone(), explicit.unwrap_or(port)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySettings {
+    pub no_application: NoApplication,
+    pub trusted_peers: Vec<IpNet>,
+    /// A `sip:`/`sips:` URI.
+    pub pstn_gateway: Option<String>,
+    pub timer_c: Duration,
+    pub max_call_duration: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +349,20 @@ impl Config {
                 max_transactions: settings.integer("sip.max_transactions", |n| {
                     in_range(n, 1, 100_000_000).map(|n| n as usize)
                 })?,
+                max_completed: settings.integer("sip.max_completed", |n| {
+                    in_range(n, 0, 100_000_000).map(|n| n as usize)
+                })?,
                 node_id: settings.string("sip.node_id", parse_node_id)?,
+                advertised: settings.string("sip.advertised_address", parse_advertised)?,
+                domain_aliases: settings.string("sip.domain_aliases", parse_aliases)?,
+                tls_verify: settings.boolean("sip.tls_verify")?,
+                tls_ca_file: settings.string("sip.tls_ca_file", |text| {
+                    Ok::<_, String>((!text.trim().is_empty()).then(|| PathBuf::from(text.trim())))
+                })?,
+                dns_servers: settings.string("sip.dns_servers", parse_dns_servers)?,
+                dns_timeout: settings.integer("sip.dns_timeout_secs", |n| seconds(n, 1, 60))?,
+                connect_timeout: settings
+                    .integer("sip.connect_timeout_secs", |n| seconds(n, 1, 300))?,
             },
             registrar: RegistrarSettings {
                 min_expires_secs: settings.integer("registrar.min_expires_secs", expires)?,
@@ -313,6 +377,15 @@ impl Config {
                 nonce_secret: settings.string("registrar.nonce_secret", parse_nonce_secret)?,
                 digest_algorithms: settings
                     .string("registrar.digest_algorithms", parse_digest_algorithms)?,
+            },
+            proxy: ProxySettings {
+                no_application: settings.string("proxy.no_application", parse_no_application)?,
+                trusted_peers: settings.string("proxy.trusted_peers", parse_trusted_peers)?,
+                pstn_gateway: settings.string("proxy.pstn_gateway", parse_gateway)?,
+                // RFC 3261 §16.6 step 11: Timer C is more than three minutes.
+                timer_c: settings.integer("proxy.timer_c_secs", |n| seconds(n, 181, 86_400))?,
+                max_call_duration: settings
+                    .integer("proxy.max_call_secs", |n| seconds(n, 60, 7 * 86_400))?,
             },
             database: DatabaseConfig {
                 url: settings.string("database.url", DatabaseUrl::parse)?,
@@ -515,6 +588,18 @@ impl Settings {
         parsed.map_err(|reason| invalid(key, setting, reason))
     }
 
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        let setting = self.get(key)?;
+        match &setting.value {
+            toml::Value::Boolean(value) => Ok(*value),
+            other => Err(invalid(
+                key,
+                setting,
+                format!("expected true or false, got {}", other.type_str()),
+            )),
+        }
+    }
+
     fn integer<T>(
         &self,
         key: &str,
@@ -595,6 +680,138 @@ fn parse_node_id(text: &str) -> Result<Option<String>, String> {
         Err(format!(
             "expected up to 64 letters, digits, '.', '-' or '_', got {text:?}"
         ))
+    }
+}
+
+/// A host name or IP literal (IPv6 with or without brackets), as written in SIP URIs.
+fn parse_host(text: &str) -> Result<String, String> {
+    let host = text.trim();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(match ip {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        });
+    }
+    parse_domain(host)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed [ in {text:?}"))?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else if text.matches(':').count() > 1 {
+        (text.to_owned(), None)
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (text.to_owned(), None),
+        }
+    };
+    let port = port
+        .map(|port| {
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("bad port in {text:?}"))
+        })
+        .transpose()?;
+    Ok((parse_host(&host)?, port))
+}
+
+fn parse_advertised(text: &str) -> Result<Advertised, String> {
+    let mut advertised = Advertised::default();
+    if text.trim().is_empty() {
+        return Ok(advertised);
+    }
+    let expected = "expected a host[:port] for every listener, or entries such as \
+                    \"udp=203.0.113.5:5060, tls=sip.example.com:5061\"";
+    for entry in text.split(',').map(str::trim) {
+        match entry.split_once('=') {
+            Some((name, value)) => {
+                let transport = Transport::from_token(name.trim())
+                    .ok_or_else(|| format!("{expected}; unknown listener {name:?}"))?;
+                if advertised
+                    .per_transport
+                    .iter()
+                    .any(|(t, _, _)| *t == transport)
+                {
+                    return Err(format!("{expected}; {name} given twice"));
+                }
+                let (host, port) =
+                    parse_host_port(value).map_err(|e| format!("{expected}; {e}"))?;
+                advertised.per_transport.push((transport, host, port));
+            }
+            None if advertised.all.is_none() => {
+                advertised.all =
+                    Some(parse_host_port(entry).map_err(|e| format!("{expected}; {e}"))?);
+            }
+            None => return Err(format!("{expected}; got {text:?}")),
+        }
+    }
+    Ok(advertised)
+}
+
+fn parse_aliases(text: &str) -> Result<Vec<String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|alias| !alias.is_empty())
+        .map(|alias| parse_host(alias).map(|host| host.to_ascii_lowercase()))
+        .collect()
+}
+
+fn parse_dns_servers(text: &str) -> Result<Vec<SocketAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| {
+            server
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    server
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| format!("expected IP or IP:port entries, got {server:?}"))
+        })
+        .collect()
+}
+
+fn parse_no_application(text: &str) -> Result<NoApplication, String> {
+    match text.trim() {
+        "direct" => Ok(NoApplication::Direct),
+        "reject" => Ok(NoApplication::Reject),
+        _ => Err(format!("expected \"direct\" or \"reject\", got {text:?}")),
+    }
+}
+
+fn parse_trusted_peers(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|peer| !peer.is_empty())
+        .map(|peer| {
+            IpNet::parse(peer).ok_or_else(|| {
+                format!("expected IP addresses or CIDR blocks such as 192.0.2.0/24, got {peer:?}")
+            })
+        })
+        .collect()
+}
+
+fn parse_gateway(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match sip_message::Uri::parse(text) {
+        Ok(sip_message::Uri::Sip(uri)) if uri.headers().is_none() => Ok(Some(text.to_owned())),
+        _ => Err(format!(
+            "expected a SIP URI such as sip:gw.example.net:5060, got {text:?}"
+        )),
     }
 }
 
@@ -736,15 +953,137 @@ mod tests {
         assert_eq!(config.sip.certificate, None);
         assert_eq!(config.sip.t1, Duration::from_millis(500));
         assert_eq!(config.sip.max_transactions, 100_000);
+        assert_eq!(config.sip.max_completed, 131_072);
         assert_eq!(config.sip.node_id, None);
         assert_eq!(config.registrar.min_expires_secs, 60);
         assert_eq!(config.registrar.default_expires_secs, 3600);
         assert_eq!(config.registrar.max_expires_secs, 7200);
         assert_eq!(config.registrar.nonce_secret, None);
+        assert_eq!(config.registrar.digest_algorithms, [Algorithm::Md5]);
+        assert_eq!(config.sip.advertised, Advertised::default());
+        assert!(config.sip.domain_aliases.is_empty());
+        assert!(config.sip.tls_verify);
+        assert_eq!(config.sip.tls_ca_file, None);
+        assert!(config.sip.dns_servers.is_empty());
+        assert_eq!(config.sip.connect_timeout, Duration::from_secs(5));
+        assert_eq!(config.proxy.no_application, NoApplication::Direct);
+        assert!(config.proxy.trusted_peers.is_empty());
+        assert_eq!(config.proxy.pstn_gateway, None);
+        assert_eq!(config.proxy.timer_c, Duration::from_secs(185));
+        assert_eq!(config.proxy.max_call_duration, Duration::from_secs(14_400));
+    }
+
+    #[test]
+    fn proxy_and_address_settings() {
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "SIPD_SIP_ADVERTISED_ADDRESS",
+                    "udp=203.0.113.5, wss=sip.example.com:443, tls=[2001:db8::1]:5062",
+                ),
+                (
+                    "SIPD_SIP_DOMAIN_ALIASES",
+                    "PBX.example.com, 203.0.113.5, [2001:DB8::1]",
+                ),
+                ("SIPD_SIP_DNS_SERVERS", "127.0.0.1:5353, ::1"),
+                ("SIPD_PROXY_TRUSTED_PEERS", "192.0.2.10, 198.51.100.0/24"),
+                (
+                    "SIPD_PROXY_PSTN_GATEWAY",
+                    "sip:gw.example.net:5080;transport=tcp",
+                ),
+                ("SIPD_PROXY_NO_APPLICATION", "reject"),
+            ]),
+        )
+        .unwrap();
+        let advertised = &config.sip.advertised;
         assert_eq!(
-            config.registrar.digest_algorithms,
-            [Algorithm::Sha256, Algorithm::Md5]
+            advertised.for_listener(Transport::Udp, 5060),
+            Some(("203.0.113.5".to_owned(), 5060))
         );
+        assert_eq!(
+            advertised.for_listener(Transport::Wss, 7443),
+            Some(("sip.example.com".to_owned(), 443))
+        );
+        assert_eq!(
+            advertised.for_listener(Transport::Tls, 5061),
+            Some(("[2001:db8::1]".to_owned(), 5062))
+        );
+        assert_eq!(advertised.for_listener(Transport::Tcp, 5060), None);
+        assert_eq!(
+            config.sip.domain_aliases,
+            ["pbx.example.com", "203.0.113.5", "[2001:db8::1]"]
+        );
+        assert_eq!(
+            config.sip.dns_servers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.proxy.trusted_peers.len(), 2);
+        assert!(config.proxy.trusted_peers[1].contains("198.51.100.77".parse().unwrap()));
+        assert_eq!(config.proxy.no_application, NoApplication::Reject);
+
+        let one = Config::load(
+            None,
+            env(&[("SIPD_SIP_ADVERTISED_ADDRESS", "sip.example.com")]),
+        )
+        .unwrap()
+        .sip
+        .advertised;
+        assert_eq!(
+            one.for_listener(Transport::Tcp, 5060),
+            Some(("sip.example.com".to_owned(), 5060))
+        );
+        assert_eq!(
+            one.for_listener(Transport::Tls, 5061),
+            Some(("sip.example.com".to_owned(), 5061))
+        );
+
+        for (name, value, key) in [
+            (
+                "SIPD_SIP_ADVERTISED_ADDRESS",
+                "sctp=1.2.3.4",
+                "sip.advertised_address",
+            ),
+            (
+                "SIPD_SIP_ADVERTISED_ADDRESS",
+                "a.example, b.example",
+                "sip.advertised_address",
+            ),
+            (
+                "SIPD_SIP_ADVERTISED_ADDRESS",
+                "udp=1.2.3.4:0",
+                "sip.advertised_address",
+            ),
+            (
+                "SIPD_SIP_ADVERTISED_ADDRESS",
+                "bad host",
+                "sip.advertised_address",
+            ),
+            (
+                "SIPD_SIP_DOMAIN_ALIASES",
+                "ok.example, -bad",
+                "sip.domain_aliases",
+            ),
+            ("SIPD_SIP_DNS_SERVERS", "dns.example", "sip.dns_servers"),
+            (
+                "SIPD_PROXY_TRUSTED_PEERS",
+                "10.0.0.0/40",
+                "proxy.trusted_peers",
+            ),
+            ("SIPD_PROXY_PSTN_GATEWAY", "http://gw", "proxy.pstn_gateway"),
+            ("SIPD_PROXY_NO_APPLICATION", "maybe", "proxy.no_application"),
+            ("SIPD_PROXY_TIMER_C_SECS", "180", "proxy.timer_c_secs"),
+            ("SIPD_SIP_TLS_VERIFY", "yes", "sip.tls_verify"),
+        ] {
+            let error = load_error(&[(name, value)]);
+            assert!(
+                error.contains(&format!("`{key}`")),
+                "{name}={value}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -768,7 +1107,20 @@ mod tests {
             ("SIPD_SIP_T2_MS", "2000"),
             ("SIPD_SIP_T4_MS", "2500"),
             ("SIPD_SIP_MAX_TRANSACTIONS", "5000"),
+            ("SIPD_SIP_MAX_COMPLETED", "1000"),
             ("SIPD_SIP_NODE_ID", "node-1"),
+            ("SIPD_SIP_ADVERTISED_ADDRESS", "203.0.113.5"),
+            ("SIPD_SIP_DOMAIN_ALIASES", "203.0.113.5"),
+            ("SIPD_SIP_TLS_VERIFY", "false"),
+            ("SIPD_SIP_TLS_CA_FILE", "/etc/sipd/ca.pem"),
+            ("SIPD_SIP_DNS_SERVERS", "127.0.0.1"),
+            ("SIPD_SIP_DNS_TIMEOUT_SECS", "2"),
+            ("SIPD_SIP_CONNECT_TIMEOUT_SECS", "2"),
+            ("SIPD_PROXY_NO_APPLICATION", "reject"),
+            ("SIPD_PROXY_TRUSTED_PEERS", "192.0.2.1"),
+            ("SIPD_PROXY_PSTN_GATEWAY", "sip:gw.example.net"),
+            ("SIPD_PROXY_TIMER_C_SECS", "200"),
+            ("SIPD_PROXY_MAX_CALL_SECS", "3600"),
             ("SIPD_REGISTRAR_MIN_EXPIRES_SECS", "30"),
             ("SIPD_REGISTRAR_DEFAULT_EXPIRES_SECS", "600"),
             ("SIPD_REGISTRAR_MAX_EXPIRES_SECS", "3600"),

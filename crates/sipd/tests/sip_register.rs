@@ -11,11 +11,15 @@ use sip_message::{HeaderName, Message};
 
 const PASSWORD: &str = "s3cret-pass";
 
-/// A server with one account and its API client.
+/// A server with one account and its API client, offering SHA-256 then MD5 (the default is
+/// MD5 alone: `the_default_offers_one_md5_challenge`).
 async fn start() -> (Sandbox, Server, Api) {
     let sandbox = Sandbox::new().await;
     let (auth_id, auth_token) = sandbox.create_account().await;
-    let server = sandbox.serve().await;
+    let mut command = sandbox.command(&["serve"]);
+    command.env("SIPD_REGISTRAR_DIGEST_ALGORITHMS", "SHA-256,MD5");
+    let mut server = sandbox.start(command).await;
+    server.wait_for_sip().await;
     let api = Api::new(&server, &auth_id, &auth_token);
     (sandbox, server, api)
 }
@@ -133,15 +137,13 @@ async fn registers_over_wss_with_md5() {
     registers_and_unregisters_over("wss", "MD5").await;
 }
 
-/// For clients that read only the first challenge: `MD5` alone is offered, and works.
+/// By default, for the many clients that read only the first challenge and cannot do
+/// SHA-256: `MD5` alone is offered, and works.
 #[tokio::test]
-async fn md5_only_offers_one_md5_challenge() {
+async fn the_default_offers_one_md5_challenge() {
     let sandbox = Sandbox::new().await;
     let (auth_id, auth_token) = sandbox.create_account().await;
-    let mut command = sandbox.command(&["serve"]);
-    command.env("SIPD_REGISTRAR_DIGEST_ALGORITHMS", "MD5");
-    let mut server = sandbox.start(command).await;
-    server.wait_for_sip().await;
+    let server = sandbox.serve().await;
     let api = Api::new(&server, &auth_id, &auth_token);
     let (_, user) = api.create_endpoint("legacy", PASSWORD).await;
     let mut client = SipClient::connect("udp", server.sip_addr("udp")).await;
@@ -277,15 +279,20 @@ async fn garbage_options_unserved_methods_and_retransmissions() {
     assert_eq!(header(&ok, HeaderName::Allow), "REGISTER, OPTIONS");
     assert!(ok.to_tag().is_some());
 
+    // A call to a user is the proxy's: an unauthenticated caller is challenged (407).
     client
         .send(&options("INVITE", "sip:dave@sip.example.test", &client))
         .await;
+    let challenge = client.recv().await;
+    assert_eq!(challenge.status(), Some(407), "{challenge:?}");
+    assert!(challenge.header(HeaderName::ProxyAuthenticate).is_some());
+    // Requests for the server itself: 405 for what only a user could take, 501 for the rest.
+    let server_uri = format!("sip:{}", common::DOMAIN);
+    client.send(&options("INVITE", &server_uri, &client)).await;
     let not_allowed = client.recv().await;
     assert_eq!(not_allowed.status(), Some(405));
     assert_eq!(header(&not_allowed, HeaderName::Allow), "REGISTER, OPTIONS");
-    client
-        .send(&options("FROB", "sip:dave@sip.example.test", &client))
-        .await;
+    client.send(&options("FROB", &server_uri, &client)).await;
     assert_eq!(client.recv().await.status(), Some(501));
 
     // The 401 is sent statelessly (no transaction held for Timer J), so a retransmitted

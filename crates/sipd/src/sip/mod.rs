@@ -1,23 +1,32 @@
-//! SIP in the binary: the transports, the registrar service and N shard event loops
-//! (N = available parallelism) wired together. A distributor task reads the transports'
-//! single event channel and hands each message to the shard of its flow.
+//! SIP in the binary: the transports, the registrar service, the proxy's service shell and N
+//! shard event loops (N = available parallelism), each owning a sans-IO `Proxy` (a
+//! transaction layer and the proxy core). A distributor task reads the transports' event
+//! channel, parses each message once and hands it to its shard: a response to the shard
+//! named in its top Via branch (the shard that holds its client transaction), a request by
+//! its Call-ID (so a request, its retransmissions, its CANCEL and ACK, and the rest of its
+//! dialog meet the same shard, while one UDP source carrying many calls or registrations
+//! spreads over all of them).
 
-mod answer;
 mod shard;
 
 use crate::config::{Config, Listen};
 use crate::secret::SecretKey;
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use shard::{Context, Shard};
-use sip_transaction::{Timers, TransactionLayer};
+use shard::{Context, Received, Shard};
+use sip_message::{Message, Transport};
+use sip_transaction::Timers;
+use sipd_proxy::service::ProxyService;
+use sipd_proxy::{Interface, Proxy, ProxyConfig};
 use sipd_registrar::service::{RegistrarService, ServiceConfig};
 use sipd_registrar::RegistrarConfig;
 use sipd_store::Store;
 use sipd_transport::{
-    CertificateFiles, Inbound, Limits, LocalAddrs, TransportConfig, TransportEvent, Transports,
+    CertificateFiles, Limits, LocalAddrs, Resolver, ResolverConfig, TlsClientConfig,
+    TransportConfig, TransportEvent, Transports,
 };
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -44,7 +53,11 @@ impl SipServer {
         secret_key: &SecretKey,
     ) -> anyhow::Result<SipServer> {
         let node_id = node_id(config);
-        let registrar_config = registrar_config(config, secret_key, node_id.clone())?;
+        let own_ips = own_ips(config);
+        let registrar_config = registrar_config(config, secret_key, node_id.clone(), &own_ips)?;
+        let local_domain = registrar_config.local_domain().map_err(|error| {
+            anyhow::anyhow!("invalid sip.domain or sip.domain_aliases: {error}")
+        })?;
         let registrar = RegistrarService::start(store, ServiceConfig::new(registrar_config))
             .await
             .context("cannot start the registrar")?;
@@ -62,6 +75,12 @@ impl SipServer {
             .context("cannot start the SIP listeners")?;
         let local = transports.local_addrs();
         log_listeners(&local);
+        let resolver = Resolver::new(&ResolverConfig {
+            nameservers: config.sip.dns_servers.clone(),
+            timeout: config.sip.dns_timeout,
+        })
+        .context("cannot set up DNS resolution (sip.dns_servers)")?;
+        let service = ProxyService::new(registrar.clone(), transports.clone(), resolver);
 
         let layer_config = sip_transaction::Config {
             timers: Timers {
@@ -70,25 +89,52 @@ impl SipServer {
                 t4: config.sip.t4,
             },
             max_transactions: config.sip.max_transactions,
+            max_completed: config.sip.max_completed,
             ..sip_transaction::Config::default()
         };
+        let interfaces = interfaces(config, &local);
+        let default_ip = own_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .or_else(|| own_ips.first().copied())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let flow_secret = derive_key(secret_key, b"sipd record-route flow token v1")?;
+        // One hasher for every shard: a request looping back is recognised by any of them.
+        let loop_hasher = std::hash::RandomState::new();
         let (stop, stopped) = watch::channel(false);
         let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let context = Arc::new(Context {
+            transports: transports.clone(),
+            registrar: registrar.clone(),
+            service,
+        });
         let mut tasks = JoinSet::new();
         let mut shard_queues = Vec::with_capacity(shard_count);
         for index in 0..shard_count {
-            let layer = TransactionLayer::new(layer_config)
-                .map_err(|error| anyhow::anyhow!("invalid SIP timers: {error}"))?;
-            let context = Arc::new(Context {
-                transports: transports.clone(),
-                registrar: registrar.clone(),
-                domain: config.sip.domain.clone(),
-                addresses: listener_ips(&local),
-                tag_prefix: format!("{}-{index}-", tag_safe(&node_id)),
-            });
+            let proxy_config = ProxyConfig {
+                local: local_domain.clone(),
+                default_ip,
+                interfaces: interfaces.clone(),
+                timer_c: config.proxy.timer_c,
+                t1: config.sip.t1,
+                no_application: config.proxy.no_application,
+                trusted_peers: config.proxy.trusted_peers.clone(),
+                pstn_gateway: config.proxy.pstn_gateway.clone(),
+                secret: flow_secret.clone(),
+                shard: u16::try_from(index).unwrap_or(u16::MAX),
+                max_call_duration: config.proxy.max_call_duration,
+            };
+            let proxy = Proxy::new(
+                layer_config,
+                proxy_config,
+                loop_hasher.clone(),
+                format!("{}-{index}-", tag_safe(&node_id)),
+            )
+            .map_err(|error| anyhow::anyhow!("invalid SIP timers: {error}"))?;
             let (queue, inbound) = mpsc::channel(SHARD_QUEUE_CAPACITY);
             shard_queues.push(queue);
-            tasks.spawn(Shard::run(context, layer, inbound, stopped.clone()));
+            tasks.spawn(Shard::run(context.clone(), proxy, inbound, stopped.clone()));
         }
         tasks.spawn(distribute(events, shard_queues, registrar.clone(), stopped));
         Ok(SipServer {
@@ -99,7 +145,7 @@ impl SipServer {
         })
     }
 
-    /// Graceful stop: no new connections or requests, REGISTERs in flight answered (within
+    /// Graceful stop: no new connections or requests, the work in flight answered (within
     /// `timeout`), the registrar flushed, then every connection closed.
     pub async fn shutdown(mut self, timeout: Duration) {
         self.transports.stop_accepting();
@@ -120,14 +166,16 @@ impl SipServer {
     }
 }
 
-/// Routes each message to the shard of its flow; connection ends go to the registrar.
+/// Hands each message to its shard (see the module docs); connection ends go to the
+/// registrar.
 async fn distribute(
     mut events: mpsc::Receiver<TransportEvent>,
-    shards: Vec<mpsc::Sender<Inbound>>,
+    shards: Vec<mpsc::Sender<Received>>,
     registrar: RegistrarService,
     mut stop: watch::Receiver<bool>,
 ) {
-    let hasher = std::collections::hash_map::RandomState::new();
+    let hasher = std::hash::RandomState::new();
+    let count = shards.len().max(1);
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -135,15 +183,36 @@ async fn distribute(
         };
         match event {
             Some(TransportEvent::Message(inbound)) => {
-                let index = (hasher.hash_one(inbound.flow) % shards.len() as u64) as usize;
+                let parsed = Message::parse(inbound.message.clone());
+                let index = match &parsed {
+                    Ok(message) => shard_of(message, &hasher, count),
+                    Err(_) => (hasher.hash_one(inbound.flow) % count as u64) as usize,
+                };
                 if let Some(shard) = shards.get(index) {
                     // Fails only once the shard stopped: shutting down, the message is dropped.
-                    let _ = shard.send(inbound).await;
+                    let _ = shard.send(Received { inbound, parsed }).await;
                 }
             }
             Some(TransportEvent::FlowClosed(flow)) => registrar.flow_closed(flow),
             None => break,
         }
+    }
+}
+
+/// The shard of a message: for a response, the one its top Via branch names (ours); else by
+/// Call-ID.
+fn shard_of(message: &Message, hasher: &std::hash::RandomState, count: usize) -> usize {
+    if message.is_response() {
+        if let Some(shard) = message.branch().and_then(sipd_proxy::shard_of) {
+            let shard = usize::from(shard);
+            if shard < count {
+                return shard;
+            }
+        }
+    }
+    match message.call_id() {
+        Ok(call_id) => (hasher.hash_one(call_id) % count as u64) as usize,
+        Err(_) => 0,
     }
 }
 
@@ -165,28 +234,107 @@ fn transport_config(config: &Config) -> TransportConfig {
             key: paths.key.clone(),
         }),
         domain: sip.domain.clone(),
+        tls_client: TlsClientConfig {
+            ca_file: sip.tls_ca_file.clone(),
+            verify: sip.tls_verify,
+        },
         limits: Limits {
             max_message_size: sip.max_message_size,
             max_connections_per_ip: sip.max_connections_per_ip,
             max_connections: sip.max_connections,
             idle_timeout: sip.idle_timeout,
+            connect_timeout: sip.connect_timeout,
             ..Limits::default()
         },
         ..defaults
     }
 }
 
+/// Every listener with what it advertises.
+fn interfaces(config: &Config, local: &LocalAddrs) -> Vec<Interface> {
+    [
+        (Transport::Udp, local.udp),
+        (Transport::Tcp, local.tcp),
+        (Transport::Tls, local.tls),
+        (Transport::Ws, local.ws),
+        (Transport::Wss, local.wss),
+    ]
+    .into_iter()
+    .filter_map(|(transport, bound)| {
+        let bound = bound?;
+        Some(Interface {
+            transport,
+            bound,
+            advertised: config.sip.advertised.for_listener(transport, bound.port()),
+        })
+    })
+    .collect()
+}
+
+/// The addresses requests for us may name: the listeners' own, or every address of the
+/// host when one listens on all of them.
+fn own_ips(config: &Config) -> Vec<IpAddr> {
+    let listeners = [
+        config.sip.udp,
+        config.sip.tcp,
+        config.sip.tls,
+        config.sip.ws,
+        config.sip.wss,
+    ];
+    let mut ips: Vec<IpAddr> = listeners
+        .iter()
+        .filter_map(|listen| match listen {
+            Listen::Addr(address) if !address.ip().is_unspecified() => Some(address.ip()),
+            _ => None,
+        })
+        .collect();
+    let wildcard = listeners
+        .iter()
+        .any(|listen| matches!(listen, Listen::Addr(address) if address.ip().is_unspecified()));
+    if wildcard {
+        ips.extend(sipd_transport::local_ips());
+    }
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
 fn registrar_config(
     config: &Config,
     secret_key: &SecretKey,
     node_id: String,
+    own_ips: &[IpAddr],
 ) -> anyhow::Result<RegistrarConfig> {
     let settings = &config.registrar;
     let nonce_secret = match &settings.nonce_secret {
         Some(secret) => secret.as_bytes().to_vec(),
-        None => derive_nonce_secret(secret_key)?,
+        None => derive_key(secret_key, b"sipd registrar nonce secret v1")?,
     };
     let mut registrar = RegistrarConfig::new(config.sip.domain.clone(), nonce_secret, node_id);
+    let advertised = config
+        .sip
+        .advertised
+        .all
+        .iter()
+        .map(|(host, _)| host.clone())
+        .chain(
+            config
+                .sip
+                .advertised
+                .per_transport
+                .iter()
+                .map(|(_, host, _)| host.clone()),
+        );
+    registrar.aliases = config
+        .sip
+        .domain_aliases
+        .iter()
+        .cloned()
+        .chain(advertised)
+        .chain(own_ips.iter().map(IpAddr::to_string))
+        .collect();
+    registrar.aliases.sort();
+    registrar.aliases.dedup();
     registrar.min_expires_secs = settings.min_expires_secs;
     registrar.default_expires_secs = settings.default_expires_secs;
     registrar.max_expires_secs = settings.max_expires_secs;
@@ -196,12 +344,12 @@ fn registrar_config(
     Ok(registrar)
 }
 
-/// A key of its own for nonces, so the nonce MAC never uses the storage key directly. Every
-/// node with the same server key derives the same nonce secret.
-fn derive_nonce_secret(secret_key: &SecretKey) -> anyhow::Result<Vec<u8>> {
+/// A key of its own for each use (nonces, flow tokens), so no MAC uses the storage key
+/// directly. Every node with the same server key derives the same keys.
+fn derive_key(secret_key: &SecretKey, purpose: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret_key.bytes())
-        .context("cannot key the nonce secret derivation")?;
-    mac.update(b"sipd registrar nonce secret v1");
+        .context("cannot key the key derivation")?;
+    mac.update(purpose);
     Ok(mac.finalize().into_bytes().to_vec())
 }
 
@@ -223,18 +371,6 @@ fn tag_safe(node_id: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         .collect()
-}
-
-fn listener_ips(local: &LocalAddrs) -> Vec<std::net::IpAddr> {
-    let mut ips: Vec<_> = [local.udp, local.tcp, local.tls, local.ws, local.wss]
-        .into_iter()
-        .flatten()
-        .map(|address| address.ip())
-        .filter(|ip| !ip.is_unspecified())
-        .collect();
-    ips.sort();
-    ips.dedup();
-    ips
 }
 
 fn log_listeners(local: &LocalAddrs) {

@@ -312,8 +312,17 @@ impl Registration {
 
 /// The Digest challenges of a 401, in order.
 pub fn challenges(response: &Message) -> Vec<DigestChallenge<'static>> {
+    challenges_in(response, HeaderName::WwwAuthenticate)
+}
+
+/// The Digest challenges of a 407, in order.
+pub fn proxy_challenges(response: &Message) -> Vec<DigestChallenge<'static>> {
+    challenges_in(response, HeaderName::ProxyAuthenticate)
+}
+
+fn challenges_in(response: &Message, name: HeaderName) -> Vec<DigestChallenge<'static>> {
     response
-        .headers_named(HeaderName::WwwAuthenticate)
+        .headers_named(name)
         .map(
             |value| match Challenge::parse(value).expect("a valid challenge") {
                 Challenge::Digest(digest) => into_owned(digest),
@@ -345,6 +354,26 @@ pub fn authorization(
     password: &str,
     nc: u32,
 ) -> String {
+    digest_answer(
+        challenge,
+        user,
+        password,
+        nc,
+        "REGISTER",
+        &format!("sip:{DOMAIN}"),
+    )
+}
+
+/// A Digest answer (the value of Authorization or Proxy-Authorization) to `challenge` for a
+/// request with this method and Request-URI, qop=auth.
+pub fn digest_answer(
+    challenge: &DigestChallenge<'_>,
+    user: &str,
+    password: &str,
+    nc: u32,
+    method: &str,
+    uri: &str,
+) -> String {
     let algorithm = challenge.algorithm.as_str();
     let hash = |text: String| -> String {
         if algorithm.eq_ignore_ascii_case("SHA-256") {
@@ -353,11 +382,10 @@ pub fn authorization(
             hex::encode(Md5::digest(text.as_bytes()))
         }
     };
-    let uri = format!("sip:{DOMAIN}");
     let cnonce = format!("{:08x}", rand::random::<u32>());
     let nc = format!("{nc:08x}");
     let ha1 = hash(format!("{user}:{}:{password}", challenge.realm));
-    let ha2 = hash(format!("REGISTER:{uri}"));
+    let ha2 = hash(format!("{method}:{uri}"));
     let response = hash(format!(
         "{ha1}:{}:{nc}:{cnonce}:auth:{ha2}",
         challenge.nonce
