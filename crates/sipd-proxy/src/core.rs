@@ -175,6 +175,10 @@ struct Branch {
     expired: bool,
     /// Timer C, or how long a cancelled branch may take to answer.
     deadline: Option<Instant>,
+    /// The flow its request left on.
+    flow: Option<FlowId>,
+    /// Its flow closed before any answer and it was sent again over a new connection.
+    reopened: bool,
 }
 
 /// A final response candidate (RFC 3261 §16.7 step 6).
@@ -227,6 +231,8 @@ pub struct ProxyCore {
     contexts: HashMap<ContextId, Context>,
     by_server: HashMap<TransactionId, ContextId>,
     by_client: HashMap<TransactionId, (ContextId, u32)>,
+    /// The branches of live contexts sent over each connection, to act when it closes.
+    on_connections: HashMap<FlowId, Vec<(ContextId, u32)>>,
     timers: BinaryHeap<Reverse<(Instant, ContextId, u32)>>,
     dialogs: Dialogs,
     outputs: VecDeque<Action>,
@@ -247,6 +253,7 @@ impl ProxyCore {
             contexts: HashMap::new(),
             by_server: HashMap::new(),
             by_client: HashMap::new(),
+            on_connections: HashMap::new(),
             timers: BinaryHeap::new(),
             dialogs: Dialogs::default(),
             outputs: VecDeque::new(),
@@ -616,6 +623,13 @@ impl ProxyCore {
                         .and_then(|c| c.branches.get_mut(branch.0 as usize))
                     {
                         b.state = BranchState::Starting;
+                        b.flow = Some(flow);
+                    }
+                    if flow.is_reliable() {
+                        self.on_connections
+                            .entry(flow)
+                            .or_default()
+                            .push((context, branch.0));
                     }
                     self.outputs.push_back(Action::SendRequest {
                         context,
@@ -808,6 +822,53 @@ impl ProxyCore {
             TerminationReason::Timeout | TerminationReason::Normal => (408, "Request Timeout"),
         };
         self.fail_branch(context, branch, status, text, now);
+    }
+
+    /// A connection closed. A branch sent over it that had no answer yet is sent again over
+    /// a new connection when its target has an address to reconnect to (a TCP or TLS
+    /// device without RFC 5626 flows: its connection may close right as the request is
+    /// written); otherwise it fails at once rather than waiting for its timers: as the
+    /// device's closed flow (480, or 430 for an RFC 5626 flow), or as a transport error
+    /// toward a server (503, RFC 3261 §16.9).
+    pub fn handle_flow_closed(&mut self, flow: FlowId, now: Instant) {
+        for (context, branch) in self.on_connections.remove(&flow).unwrap_or_default() {
+            let Some(b) = self
+                .contexts
+                .get_mut(&context)
+                .and_then(|c| c.branches.get_mut(branch as usize))
+            else {
+                continue;
+            };
+            let BranchState::Pending(transaction) = b.state else {
+                continue;
+            };
+            if b.flow != Some(flow) {
+                continue;
+            }
+            match &b.target.hop {
+                NextHop::Flow {
+                    reconnect: Some(uri),
+                    ..
+                } if !b.provisional && !b.reopened && !b.cancel_wanted => {
+                    let hop = NextHop::Uri(uri.clone());
+                    b.reopened = true;
+                    b.state = BranchState::Opening;
+                    b.flow = None;
+                    b.deadline = None;
+                    self.by_client.remove(&transaction);
+                    self.outputs.push_back(Action::OpenHop {
+                        context,
+                        branch: BranchId(branch),
+                        hop,
+                    });
+                }
+                NextHop::Flow { when_closed, .. } => {
+                    let status = *when_closed;
+                    self.fail_branch(context, branch, status, "Connection Closed", now)
+                }
+                NextHop::Uri(_) => self.fail_branch(context, branch, 503, "Connection Closed", now),
+            }
+        }
     }
 
     /// A CANCEL on its own server transaction (RFC 3261 §16.10): 200 at once, then every
@@ -1184,6 +1245,8 @@ impl ProxyCore {
                 cancel_sent: false,
                 expired: false,
                 deadline: None,
+                flow: None,
+                reopened: false,
             });
         }
     }
@@ -1526,9 +1589,17 @@ impl ProxyCore {
         if let Some(transaction) = ctx.server {
             self.by_server.remove(&transaction);
         }
-        for b in &ctx.branches {
+        for (index, b) in ctx.branches.iter().enumerate() {
             if let BranchState::Pending(transaction) = b.state {
                 self.by_client.remove(&transaction);
+            }
+            if let Some(flow) = b.flow.filter(FlowId::is_reliable) {
+                if let Some(branches) = self.on_connections.get_mut(&flow) {
+                    branches.retain(|entry| *entry != (context, index as u32));
+                    if branches.is_empty() {
+                        self.on_connections.remove(&flow);
+                    }
+                }
             }
         }
         Some(ctx)

@@ -21,6 +21,7 @@
 //! | [`Proxy::handle_hop`] | the answer to [`Output::OpenHop`] (the flow is open, or a connection to the hop, RFC 3263) |
 //! | [`Proxy::handle_route`] | a routing decision from elsewhere (an application, later) |
 //! | [`Proxy::handle_transport_error`] | an [`Output::Transmit`] of a transaction could not be sent |
+//! | [`Proxy::handle_flow_closed`] | a connection closed (every shard hears of it) |
 //!
 //! [`Output::Transmit`], [`Output::SendStateless`] and [`Output::SendResponse`] put bytes on
 //! the wire; [`Output::Event`] reports what happened to calls.

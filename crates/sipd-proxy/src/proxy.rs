@@ -237,6 +237,13 @@ impl Proxy {
         self.pump(None, now);
     }
 
+    /// A connection closed: requests sent over it and still unanswered are sent again over a
+    /// new connection when they can be, else they fail at once (503).
+    pub fn handle_flow_closed(&mut self, flow: FlowId, now: Instant) {
+        self.core.handle_flow_closed(flow, now);
+        self.pump(None, now);
+    }
+
     /// A [`Output::Transmit`] of `transaction` could not be sent.
     pub fn handle_transport_error(&mut self, transaction: TransactionId, now: Instant) {
         self.layer.handle_transport_error(transaction);

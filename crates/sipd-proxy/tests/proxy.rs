@@ -758,3 +758,29 @@ fn malformed_requests_get_400_and_register_goes_to_the_registrar() {
     assert_eq!(net.registers.len(), 1);
     assert!(net.nothing_for(caller()));
 }
+
+#[test]
+fn a_connection_closing_under_a_branch_reopens_it_or_fails_it_at_once() {
+    // A TCP phone without RFC 5626: sent again over a new connection to its Contact.
+    let tcp = FlowId::connection(Transport::Tcp, 5);
+    let mut net = setup(&[]);
+    net.callee(
+        "bob",
+        vec![registration("sip:bob@10.0.0.9:5070;transport=tcp", tcp)],
+    );
+    let first = call(&mut net, &[tcp], "closed-1").remove(0);
+    net.close(tcp);
+    let reopened = FlowId::connection(Transport::Tcp, 999);
+    let again = net.take(reopened);
+    assert_eq!(again.method(), Some(Method::Invite));
+    assert_ne!(again.branch(), first.branch(), "a new client transaction");
+    net.receive_message(reopened, answer(&again, 200, "b"));
+    assert_eq!(net.statuses(caller()), [200]);
+
+    // A browser's WebSocket: it cannot be reopened, so 480 at once, not after Timer B.
+    let wss = FlowId::connection(Transport::Wss, 6);
+    let mut net = setup(&[wss]);
+    call(&mut net, &[wss], "closed-2");
+    net.close(wss);
+    assert_eq!(net.statuses(caller()), [480]);
+}

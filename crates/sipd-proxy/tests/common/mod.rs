@@ -197,6 +197,12 @@ impl Net {
         self.drain();
     }
 
+    /// A connection closes.
+    pub fn close(&mut self, flow: FlowId) {
+        self.proxy.handle_flow_closed(flow, self.now);
+        self.drain();
+    }
+
     pub fn advance(&mut self, by: Duration) {
         let until = self.now + by;
         while let Some(at) = self.proxy.poll_timeout() {

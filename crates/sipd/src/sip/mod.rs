@@ -13,7 +13,7 @@ use crate::config::{Config, Listen};
 use crate::secret::SecretKey;
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use shard::{Context, Received, Shard};
+use shard::{Context, Shard, ShardInput};
 use sip_message::{Message, Transport};
 use sip_transaction::Timers;
 use sipd_proxy::service::ProxyService;
@@ -167,10 +167,10 @@ impl SipServer {
 }
 
 /// Hands each message to its shard (see the module docs); connection ends go to the
-/// registrar.
+/// registrar and to every shard.
 async fn distribute(
     mut events: mpsc::Receiver<TransportEvent>,
-    shards: Vec<mpsc::Sender<Received>>,
+    shards: Vec<mpsc::Sender<ShardInput>>,
     registrar: RegistrarService,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -190,10 +190,16 @@ async fn distribute(
                 };
                 if let Some(shard) = shards.get(index) {
                     // Fails only once the shard stopped: shutting down, the message is dropped.
-                    let _ = shard.send(Received { inbound, parsed }).await;
+                    let _ = shard.send(ShardInput::Received { inbound, parsed }).await;
                 }
             }
-            Some(TransportEvent::FlowClosed(flow)) => registrar.flow_closed(flow),
+            Some(TransportEvent::FlowClosed(flow)) => {
+                registrar.flow_closed(flow);
+                // Any shard may have sent requests over it.
+                for shard in &shards {
+                    let _ = shard.send(ShardInput::FlowClosed(flow)).await;
+                }
+            }
             None => break,
         }
     }

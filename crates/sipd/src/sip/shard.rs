@@ -24,10 +24,15 @@ pub struct Context {
     pub service: ProxyService,
 }
 
-/// A message from the transports, parsed once by the distributor.
-pub struct Received {
-    pub inbound: Inbound,
-    pub parsed: Result<Message, ParseError>,
+/// What the distributor hands a shard.
+pub enum ShardInput {
+    /// A message from the transports, parsed once by the distributor.
+    Received {
+        inbound: Inbound,
+        parsed: Result<Message, ParseError>,
+    },
+    /// A connection closed (every shard hears of it).
+    FlowClosed(FlowId),
 }
 
 /// The answer to something the shard started in a task.
@@ -68,7 +73,7 @@ impl Shard {
     pub async fn run(
         context: Arc<Context>,
         proxy: Proxy,
-        mut inbound: mpsc::Receiver<Received>,
+        mut inbound: mpsc::Receiver<ShardInput>,
         mut stop: watch::Receiver<bool>,
     ) {
         let (completions, mut completed) = mpsc::unbounded_channel();
@@ -88,8 +93,14 @@ impl Shard {
                 }
             };
             tokio::select! {
-                received = inbound.recv(), if accepting => match received {
-                    Some(received) => shard.handle_received(received).await,
+                input = inbound.recv(), if accepting => match input {
+                    Some(ShardInput::Received { inbound, parsed }) => {
+                        shard.handle_received(inbound, parsed).await
+                    }
+                    Some(ShardInput::FlowClosed(flow)) => {
+                        shard.proxy.handle_flow_closed(flow, Instant::now());
+                        shard.drain().await;
+                    }
                     None => accepting = false,
                 },
                 Some(done) = completed.recv() => shard.complete(done).await,
@@ -105,8 +116,7 @@ impl Shard {
         }
     }
 
-    async fn handle_received(&mut self, received: Received) {
-        let Received { inbound, parsed } = received;
+    async fn handle_received(&mut self, inbound: Inbound, parsed: Result<Message, ParseError>) {
         let Inbound {
             flow,
             local,
