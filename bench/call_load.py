@@ -82,7 +82,7 @@ class SipdServer:
         api = h.Api(self.sipd.api_host, self.sipd.api_port, *auth)
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda i: api.create_endpoint(*t.user(i)), range(1, users + 1)))
+            list(pool.map(lambda i: api.create_endpoint(*t.user(i, sipd=True)), range(1, users + 1)))
         return f"sipd on {self.args.db}, {users} endpoints created through the API in {time.monotonic() - t0:.1f}s"
 
     def pids(self):
@@ -148,8 +148,9 @@ class Load:
         a = self.args
         print(f"  {self.server.name}: {self.server.start(a.callers + a.callees)}", flush=True)
         first_callee = a.callers + 1
-        callees = [t.user(i) for i in range(first_callee, first_callee + a.callees)]
-        callers = [t.user(i) for i in range(1, a.callers + 1)]
+        sipd = self.server.name == "sipd"
+        callees = [t.user(i, sipd) for i in range(first_callee, first_callee + a.callees)]
+        callers = [t.user(i, sipd) for i in range(1, a.callers + 1)]
         reg_csv = write_csv(os.path.join(self.workdir, "callees.csv"),
                             [f"{n};{t.auth_field(n, p)}" for n, p in callees])
         keys = {"domain": DOMAIN, "via_transport": "UDP", "uri_transport": "udp"}

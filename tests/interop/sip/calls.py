@@ -91,7 +91,7 @@ class SipdServer:
         self.sipd.wait_sip_ready(timeout=60)
         self.api = h.Api(self.sipd.api_host, self.sipd.api_port, *auth)
         for i in range(1, USERS + 1):
-            self.api.create_endpoint(*t.user(i))
+            self.api.create_endpoint(*t.user(i, sipd=True))
         return f"in {time.monotonic() - t0:.1f}s, {USERS} endpoints created through the API"
 
     def alive(self):
@@ -283,7 +283,7 @@ class Suite:
         return f"[{self.s.label}] {text}"
 
     def user(self):
-        u = t.user(self.next_user)
+        u = t.user(self.next_user, sipd=isinstance(self.s, SipdServer))
         self.next_user += 1
         return u
 
@@ -327,6 +327,8 @@ class Suite:
             self.r.check(self.name("server stops cleanly"), code == 0, f"exit code {code}")
 
     def check(self, text, fn):
+        if self.args.only and self.args.only not in text:
+            return
         if not self.r.run(self.name(text), fn):
             print(f"  logs: {self.workdir}; server log tail:\n{self.s.tail_log()}", flush=True)
 
@@ -775,6 +777,7 @@ def main():
     parser.add_argument("--sipd", help="the sipd binary (--server sipd)")
     parser.add_argument("--kamailio-dir", default=t.KAMAILIO_ANCHOR, help="the Kamailio anchor's folder")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--only", help="run only the checks whose name contains this text")
     args = parser.parse_args()
     if args.server == "sipd" and not args.sipd:
         parser.error("--server sipd needs --sipd PATH")

@@ -5,6 +5,7 @@ socket to be bound. Python 3.11 standard library only; every wait has a deadline
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -26,9 +27,10 @@ class ToolError(RuntimeError):
 
 
 # ---- users ---------------------------------------------------------------------------------
-def user(i):
-    """The i-th test user, the Kamailio anchor's naming (setup-db.sh): u00001 / pw00001."""
-    return f"u{i:05d}", f"pw{i:05d}"
+def user(i, sipd=False):
+    """The i-th test user, the Kamailio anchor's naming (setup-db.sh): u00001 / pw00001. sipd's
+    API asks for passwords of 8 characters or more, so its users' have a suffix."""
+    return f"u{i:05d}", f"pw{i:05d}" + ("-sip" if sipd else "")
 
 
 def auth_field(name, password):
@@ -275,7 +277,10 @@ class TlsRelay:
     to_tls: accepts plain TCP on listen_port, opens TLS (no verification: the servers under
     test use self-signed certificates) to upstream_port (a caller's sipp -> the server's TLS).
     from_tls: accepts TLS on listen_port with cert/key, opens plain TCP to upstream_port (the
-    server's outbound TLS -> a callee's sipp). Loopback only; threads end with their sockets.
+    server's outbound TLS -> a callee's sipp). Loopback only.
+
+    One asyncio loop in a thread of its own drives every connection: an OpenSSL connection
+    must not be read and written from two threads at once (that corrupts its records).
     """
 
     def __init__(self, listen_port, upstream_port, mode, cert=None, key=None):
@@ -287,65 +292,71 @@ class TlsRelay:
         self.client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.client_ctx.check_hostname = False
         self.client_ctx.verify_mode = ssl.CERT_NONE
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", listen_port))
-        self.sock.listen(64)
         self.connections = 0
         self.errors = []
-        self._open = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._server = None
+        threading.Thread(target=self._run, args=(started,), daemon=True).start()
+        if not started.wait(10) or self._server is None:
+            raise RuntimeError(f"TLS relay cannot listen on 127.0.0.1:{listen_port}: {self.errors}")
 
-    def _accept(self):
-        while True:
+    def _run(self, started):
+        asyncio.set_event_loop(self.loop)
+
+        async def listen():
             try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+                self._server = await asyncio.start_server(
+                    self._serve, "127.0.0.1", self.listen_port, ssl=self.server_ctx, reuse_address=True)
+            except OSError as error:
+                self.errors.append(f"{type(error).__name__}: {error}")
+            started.set()
 
-    def _serve(self, client):
+        self.loop.run_until_complete(listen())
+        self.loop.run_forever()
+
+    async def _serve(self, client_reader, client_writer):
         try:
             if self.mode == "from_tls":
-                client = self.server_ctx.wrap_socket(client, server_side=True)
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+                up_reader, up_writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", self.upstream_port), 10)
             else:
-                raw = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
-                upstream = self.client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-            upstream.settimeout(None)
-            client.settimeout(None)
-        except (OSError, ssl.SSLError) as error:
+                up_reader, up_writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", self.upstream_port, ssl=self.client_ctx,
+                                            server_hostname="127.0.0.1"), 10)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as error:
             self.errors.append(f"{type(error).__name__}: {error}")
-            client.close()
+            client_writer.close()
             return
         self.connections += 1
-        self._open += [client, upstream]
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-        self._pump(client, upstream)
+        await asyncio.gather(self._pump(client_reader, up_writer), self._pump(up_reader, client_writer))
 
     @staticmethod
-    def _pump(src, dst):
+    async def _pump(reader, writer):
         try:
             while True:
-                data = src.recv(65536)
+                data = await reader.read(65536)
                 if not data:
                     break
-                dst.sendall(data)
-        except (OSError, ssl.SSLError):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ssl.SSLError, ConnectionError):
             pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        try:
+            writer.close()
+        except (OSError, RuntimeError):
+            pass
 
     def close(self):
-        self.sock.close()
-        for s in self._open:
-            try:
-                s.close()
-            except OSError:
-                pass
+        def stop():
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
+
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(stop)
 
 
 def make_test_ca(folder):

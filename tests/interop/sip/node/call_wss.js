@@ -150,10 +150,13 @@ async function main() {
     let session;
     if (opt.mode === 'call') {
       session = ua.call(opt.target, { mediaConstraints: { audio: false, video: false } });
+      // Listened for before the 200 arrives: JsSIP sends its ACK ('confirmed') in the same
+      // tick as it reports 'accepted'.
+      const confirmed = once(session, ['confirmed'], left(deadline));
       const answered = await once(session, ['accepted', 'failed'], left(deadline));
       if (answered.event !== 'accepted') throw new Error(`call failed: ${answered.data.cause}`);
       result.record_route = recordRoute(answered.data.response);
-      await once(session, ['confirmed'], left(deadline)); // our ACK is sent
+      await confirmed; // our ACK is sent
       await new Promise((res) => setTimeout(res, Number(opt['hold-ms']))); // the call's length
       const ended = once(session, ['ended', 'failed'], left(deadline));
       session.terminate(); // BYE
