@@ -25,6 +25,8 @@ pub struct Context {
 }
 
 /// What the distributor hands a shard.
+// Nearly every input is a message: boxing it would only add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 pub enum ShardInput {
     /// A message from the transports, parsed once by the distributor.
     Received {
