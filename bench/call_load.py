@@ -72,8 +72,7 @@ class SipdServer:
         else:
             url = "sqlite://data/sipd.db"
         self.sipd = h.Sipd(args.sipd, workdir, url, DOMAIN, {"udp": f"127.0.0.1:{SIPD_PORT}"},
-                           extra_env={"SIPD_LOG_LEVEL": args.log_level,
-                                      "SIPD_REGISTRAR_DIGEST_ALGORITHMS": "MD5"})
+                           extra_env={"SIPD_LOG_LEVEL": args.log_level})
 
     def start(self, users):
         auth = self.sipd.create_account("call-bench")

@@ -5,9 +5,8 @@
 #        [--rates 1000,2000,4000,6000,8000,10000,12000] [--seconds 5]
 #        [--memory-bindings 100000 | 0] [--json results.json]
 #
-# Builds sipd in release mode (the repository's target directory) and runs it with
-# registrar.digest_algorithms = "MD5,SHA-256" (sipp 3.6.1 reads only the first challenge and
-# cannot answer SHA-256), then runs the rate steps and the memory-per-binding phase on
+# Builds sipd in release mode (the repository's target directory) and runs it with default
+# settings (the MD5 challenge sipp 3.6.1 can answer), then runs the rate steps and the memory-per-binding phase on
 # scratch databases: a SQLite file in a temp folder, or a database created (and dropped) on the
 # PostgreSQL server at postgres://postgres@127.0.0.1:5432. Needs sipp (tests/interop/sip/install.sh),
 # and psql for --db postgres. SIP on 127.0.0.1:16060, sipp on 127.0.0.1:26060; nothing else.

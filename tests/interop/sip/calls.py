@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """SIP call interop: real clients call each other through the proxy. Run through run.sh
-(SIPD_INTEROP_CALLS=1) against sipd, or directly against the Kamailio anchor:
+against sipd, or directly against the Kamailio anchor:
 
     python3 calls.py --server sipd --sipd PATH/TO/sipd      # SQLite, and PostgreSQL when
                                                             # SIPD_TEST_DATABASE_URL is set
@@ -80,7 +80,6 @@ class SipdServer:
         sip = {k: f"127.0.0.1:{v}" for k, v in self.ports.items()}
         self.sipd = h.Sipd(args.sipd, workdir, database_url, DOMAIN, sip,
                            extra_env={"SIPD_SIP_MAX_CONNECTIONS_PER_IP": "500",
-                                      "SIPD_REGISTRAR_DIGEST_ALGORITHMS": "MD5",
                                       SIPD_TLS_CA_ENV: ca_file})
         self.log_path = self.sipd.log_path
 

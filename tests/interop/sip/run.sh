@@ -5,8 +5,9 @@
 #
 #   bash tests/interop/sip/run.sh            # SQLite; also PostgreSQL when
 #   SIPD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bash tests/interop/sip/run.sh
-#   SIPD_INTEROP_CALLS=1 bash tests/interop/sip/run.sh   # then calls.py too: calls through the
-#                                            # proxy (sipp, baresip, sipsak, JsSIP), same databases
+#
+# interop.py checks registrations, then calls.py calls through the proxy (sipp, baresip,
+# sipsak, JsSIP), on the same databases.
 #
 # Installs missing tools first (install.sh; root), builds sipd with the dev profile into the
 # repository's target directory exactly as `cargo test --workspace` does (in CI that build
@@ -81,22 +82,17 @@ status=$?
 set -e
 interop_pid=
 
-# Calls through the proxy: off until the proxy (issue 8) lands, so CI stays green meanwhile.
-if [ "${SIPD_INTEROP_CALLS:-0}" = 1 ]; then
-    printf '== call interop checks (SIPD_INTEROP_CALLS=1)\n'
-    set +e
-    SIPD_HARNESS_PID_FILE="$scratch/sipd.pids" timeout --kill-after=30 900 python3 "$here/calls.py" \
-        --server sipd --sipd "$sipd" &
-    interop_pid=$!
-    wait "$interop_pid"
-    calls_status=$?
-    set -e
-    interop_pid=
-    if [ "$status" -eq 0 ]; then
-        status=$calls_status
-    fi
-else
-    printf '== call interop checks: off (SIPD_INTEROP_CALLS=1 turns them on)\n'
+printf '== call interop checks (calls.py)\n'
+set +e
+SIPD_HARNESS_PID_FILE="$scratch/sipd.pids" timeout --kill-after=30 900 python3 "$here/calls.py" \
+    --server sipd --sipd "$sipd" &
+interop_pid=$!
+wait "$interop_pid"
+calls_status=$?
+set -e
+interop_pid=
+if [ "$status" -eq 0 ]; then
+    status=$calls_status
 fi
 printf 'SIP interop total: %ss (exit %s)\n' "$((SECONDS - started))" "$status"
 exit "$status"
