@@ -11,7 +11,7 @@ set -euo pipefail
 seconds="${1:-60}"
 fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 torture_dir="$fuzz_dir/../crates/sip-message/tests/torture"
-targets=(parse_message framer digest)
+targets=(parse_message framer digest proxy)
 
 # A private target dir, so fuzz builds never invalidate the workspace's.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$fuzz_dir/target}"
@@ -33,6 +33,15 @@ for file in "$torture_dir"/*.sip; do
     done
 done
 cp "$fuzz_dir"/seeds/digest/* "$fuzz_dir/corpus/digest/"
+# The proxy's first input byte steers its simulated phones; the rest is a stream of
+# messages (see crates/sipd-proxy/tests/fuzz_exercise/proxy.rs).
+mkdir -p "$fuzz_dir/corpus/proxy"
+for file in "$torture_dir"/*.sip "$fuzz_dir"/seeds/proxy/*; do
+    [ -f "$file" ] || continue
+    for control in 00 01 05; do
+        { printf "\\x$control"; cat "$file"; } >"$fuzz_dir/corpus/proxy/$(basename "$file")-$control"
+    done
+done
 # Auth header values found in the torture messages, one file each.
 grep -ahiE '^(proxy-)?(authorization|authenticate|www-authenticate):' "$torture_dir"/*.sip |
     sed -E 's/^[^:]*:[ \t]*//' | tr -d '\r' | awk -v dir="$fuzz_dir/corpus/digest" \
