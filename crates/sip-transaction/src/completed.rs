@@ -1,5 +1,8 @@
-//! Completed non-INVITE server transactions over unreliable transports, kept as compact
-//! records while Timer J absorbs retransmissions of their request (RFC 3261 §17.2.2).
+//! Transactions that only match retransmissions any more, kept as compact records: completed
+//! non-INVITE servers over unreliable transports while Timer J absorbs retransmissions of
+//! their request (RFC 3261 §17.2.2), and INVITE servers and clients in RFC 6026 Accepted
+//! (Timers L and M: a server absorbs INVITE retransmissions, a client hands 2xx to the TU).
+//! A record with no response only matches.
 //!
 //! Once its final response is out, such a transaction only ever resends that response
 //! to a retransmitted request, for 64×T1 (32 s). At thousands of REGISTERs per second
@@ -15,15 +18,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip_message::FlowId;
 
-use crate::layer::{shrunk_capacity, TransactionId, Transmit};
+use crate::layer::{shrunk_capacity, TransactionId};
 
 #[derive(Debug)]
-struct Record {
+pub(crate) struct Record {
     key_hash: u64,
-    /// The transaction the record replaces, named in the resends' [`Transmit`]s.
-    transaction: TransactionId,
-    flow: FlowId,
-    response: Bytes,
+    /// The transaction the record replaces, named in its resends and responses.
+    pub(crate) transaction: TransactionId,
+    pub(crate) flow: FlowId,
+    /// What to resend to a retransmitted request; empty: nothing (an accepted INVITE).
+    pub(crate) response: Bytes,
     expires_at: Instant,
 }
 
@@ -84,17 +88,11 @@ impl CompletedRecords {
         }
     }
 
-    /// The response to resend for a retransmission of the request whose key hashes to
-    /// `key_hash`.
-    pub(crate) fn resend(&self, key_hash: u64) -> Option<Transmit> {
+    /// The record of the transaction whose key hashes to `key_hash`.
+    pub(crate) fn find(&self, key_hash: u64) -> Option<&Record> {
         let sequence = *self.index.get(&key_hash)?;
         let position = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
-        let record = self.records.get(position)?;
-        Some(Transmit {
-            transaction: record.transaction,
-            flow: record.flow,
-            payload: record.response.clone(),
-        })
+        self.records.get(position)
     }
 
     /// When the oldest record expires.
@@ -154,8 +152,8 @@ mod tests {
 
     fn payload(records: &CompletedRecords, key_hash: u8) -> Option<Bytes> {
         records
-            .resend(u64::from(key_hash))
-            .map(|transmit| transmit.payload)
+            .find(u64::from(key_hash))
+            .map(|record| record.response.clone())
     }
 
     #[test]
@@ -165,10 +163,10 @@ mod tests {
         for n in 1..=3 {
             insert(&mut records, n, t0 + u32::from(n) * SEC);
         }
-        let resend = records.resend(2).unwrap();
-        assert_eq!(resend.payload, [2][..]);
+        let record = records.find(2).unwrap();
+        assert_eq!(record.response, [2][..]);
         assert_eq!(
-            (resend.transaction, resend.flow),
+            (record.transaction, record.flow),
             (TransactionId(2), flow())
         );
         assert_eq!(payload(&records, 4), None);

@@ -66,17 +66,19 @@ pub struct Config {
     /// whose final response went out over an unreliable transport no longer counts: it
     /// becomes a completed record, bounded by [`max_completed`](Self::max_completed).
     pub max_transactions: usize,
-    /// Most completed non-INVITE server transactions kept for Timer J (64×T1, 32 s) over
-    /// unreliable transports, as compact records that resend their final response to
-    /// retransmissions of their request. A record costs about 150 bytes plus that response
-    /// (sipd's 200 to a REGISTER is ~360 bytes: ~510 bytes in all, measured in
-    /// `tests/memory.rs`). Past the bound the oldest record is dropped early, and a later
-    /// retransmission of its request reaches the TU as a new request (a REGISTER is
-    /// processed again); zero keeps none.
+    /// Most compact records kept for 64×T1 (32 s): completed non-INVITE server
+    /// transactions over unreliable transports, which resend their final response to
+    /// retransmissions of their request (Timer J), and INVITE transactions in RFC 6026
+    /// Accepted (Timers L and M). A record costs about 150 bytes plus the response it
+    /// resends (sipd's 200 to a REGISTER is ~360 bytes: ~510 bytes in all, measured in
+    /// `tests/memory.rs`; an accepted INVITE's holds none). Past the bound the oldest
+    /// record is dropped early, and a later retransmission of its request reaches the TU
+    /// as a new request (a REGISTER is processed again); zero keeps none.
     ///
-    /// The default, 2^17 = 131,072 records, bounds this memory to ~67 MB per layer. It
-    /// holds every record for all of Timer J up to 4,096 requests per second per layer; at
-    /// 8,000 per second on one layer a record still lives 16 s, past the sixth
+    /// The default, 2^18 = 262,144 records, is at most ~134 MB per layer of REGISTER
+    /// records. It holds every record for all of Timer J up to 8,192 REGISTERs per second
+    /// per layer, or about 2,700 calls per second per layer (three records each: INVITE
+    /// server and client, BYE); at twice that a record still lives 16 s, past the sixth
     /// retransmission of its request (T1 doubling to T2: 0.5, 1.5, 3.5, 7.5, 11.5 and
     /// 15.5 s): its request reaches the TU again only if seven responses in a row were
     /// lost.
@@ -89,7 +91,7 @@ impl Default for Config {
             timers: Timers::default(),
             invite_trying_delay: Duration::from_millis(200),
             max_transactions: 100_000,
-            max_completed: 1 << 17,
+            max_completed: 1 << 18,
         }
     }
 }

@@ -99,7 +99,11 @@ pub enum Output {
     /// layer then keeps only a compact record of it that resends the response to each
     /// retransmission of the request until Timer J (64×T1), and reports nothing more (see
     /// [`Config::max_completed`]): neither the expiry of the record nor a failure to send
-    /// the response (the record stays and answers the next retransmission).
+    /// the response (the record stays and answers the next retransmission). Likewise an
+    /// INVITE transaction reports it right after its 2xx (RFC 6026 Accepted): a server's
+    /// record then absorbs INVITE retransmissions until Timer L, a client's hands 2xx
+    /// retransmissions and other forks' 2xx to the TU as [`Output::Response`]s under the
+    /// same transaction id until Timer M.
     Terminated {
         transaction: TransactionId,
         reason: TerminationReason,
@@ -238,13 +242,21 @@ impl Machine {
         )
     }
 
-    /// Timer J of a non-INVITE server in Completed: all that is left of it is to resend
-    /// its final response to retransmissions until then, which a compact record does.
+    /// When a transaction that can live on as a compact record (see `completed`) ends:
+    /// * a non-INVITE server in Completed over UDP (Timer J): it only resends its final
+    ///   response to retransmissions;
+    /// * an INVITE server or client in RFC 6026 Accepted (Timers L and M): the server only
+    ///   absorbs INVITE retransmissions (a 2xx is the TU's to resend), the client only
+    ///   hands 2xx retransmissions and other forks' 2xx to the TU.
+    ///
+    /// At thousands of calls per second these are most of the layer's transactions.
     fn completed_until(&self) -> Option<Instant> {
         match self {
             Self::NonInviteServer(m) if m.state() == TransactionState::Completed => {
                 m.next_deadline()
             }
+            Self::InviteServer(m) if m.state() == TransactionState::Accepted => m.next_deadline(),
+            Self::InviteClient(m) if m.state() == TransactionState::Accepted => m.next_deadline(),
             _ => None,
         }
     }
@@ -485,11 +497,27 @@ impl TransactionLayer {
         now: Instant,
     ) -> Result<(), ReceiveError> {
         let facts = message::response_facts(&response).map_err(ReceiveError::Unmatchable)?;
-        let Some((id, status)) =
-            facts.and_then(|(key, status)| Some((self.find_client(&key)?, status)))
-        else {
+        let Some((key, status)) = facts else {
             self.outputs
                 .push_back(Output::StrayResponse { response, flow });
+            return Ok(());
+        };
+        let Some(id) = self.find_client(&key) else {
+            match self.completed.find(self.key_hash(&key)) {
+                // An accepted INVITE client's record: a 2xx (retransmitted, or another
+                // fork's) still goes to the TU under its transaction; anything else is
+                // absorbed, as in Accepted.
+                Some(record) if (200..300).contains(&status) => {
+                    self.outputs.push_back(Output::Response {
+                        transaction: record.transaction,
+                        response,
+                    })
+                }
+                Some(_) => {}
+                None => self
+                    .outputs
+                    .push_back(Output::StrayResponse { response, flow }),
+            }
             return Ok(());
         };
         let Some(tx) = self.transactions.get_mut(&id) else {
@@ -548,8 +576,15 @@ impl TransactionLayer {
             self.apply(id, actions, None);
             return Ok(());
         }
-        if let Some(resend) = self.completed.resend(key_hash) {
-            self.outputs.push_back(Output::Transmit(resend));
+        if let Some(record) = self.completed.find(key_hash) {
+            // An accepted INVITE's record only absorbs; a completed request's resends.
+            if !record.response.is_empty() {
+                self.outputs.push_back(Output::Transmit(Transmit {
+                    transaction: record.transaction,
+                    flow: record.flow,
+                    payload: record.response.clone(),
+                }));
+            }
             return Ok(());
         }
         // A full table, or (a 2^-64 chance) another live key with this hash.
@@ -606,8 +641,13 @@ impl TransactionLayer {
     /// The INVITE server transaction a CANCEL with this key cancels (§9.2).
     fn cancel_target(&self, cancel_key: &ServerKey) -> CancelTarget {
         let invite_key = cancel_key.with_method(message::INVITE);
-        let Some(invite) = self.find_server(&invite_key, self.key_hash(&invite_key)) else {
-            return CancelTarget::NotFound;
+        let invite_hash = self.key_hash(&invite_key);
+        let Some(invite) = self.find_server(&invite_key, invite_hash) else {
+            // An INVITE answered with a 2xx lives on as a record.
+            return match self.completed.find(invite_hash) {
+                Some(record) => CancelTarget::Answered(record.transaction),
+                None => CancelTarget::NotFound,
+            };
         };
         match self.state(invite) {
             Some(TransactionState::Proceeding) => CancelTarget::Pending(invite),
@@ -931,14 +971,21 @@ impl TransactionLayer {
         }
     }
 
-    /// Replaces a completed non-INVITE server transaction by its record, reporting it
-    /// terminated (see [`Output::Terminated`]).
+    /// Replaces a transaction that only matches retransmissions now by its record (see
+    /// [`Machine::completed_until`]), reporting it terminated (see [`Output::Terminated`]).
     fn compact(&mut self, id: TransactionId, expires_at: Instant) {
         let Some(tx) = self.remove(id) else {
             return;
         };
-        if let (Key::Server(key), Kept::Response(response)) = (&tx.key, &tx.kept) {
-            let key_hash = self.key_hash(key);
+        let (key_hash, response) = match (&tx.key, &tx.machine, &tx.kept) {
+            (Key::Server(key), Machine::NonInviteServer(_), Kept::Response(response)) => {
+                (self.key_hash(key), &response[..])
+            }
+            (Key::Server(key), Machine::InviteServer(_), _) => (self.key_hash(key), &[][..]),
+            (Key::Client(key), _, _) => (self.key_hash(key), &[][..]),
+            _ => (0, &[][..]),
+        };
+        if key_hash != 0 || !response.is_empty() {
             self.completed
                 .insert(key_hash, id, tx.flow, response, expires_at);
         }

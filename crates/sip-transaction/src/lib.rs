@@ -75,12 +75,17 @@
 //!
 //! A non-INVITE server transaction whose final response went out over an unreliable
 //! transport (a REGISTER over UDP) has nothing left to do for 64×T1 but resend that
-//! response to retransmissions of its request. It reports [`Output::Terminated`] at
-//! once and becomes a compact record (a keyed hash of its key, its flow, the response
-//! and the deadline) in a FIFO: these records are what lets one UDP source carry
-//! thousands of requests per second. They are bounded by [`Config::max_completed`], not
-//! by [`Config::max_transactions`], which bounds the transactions in progress
-//! ([`TransactionLayer::len`] against [`TransactionLayer::completed_len`]).
+//! response to retransmissions of its request; an INVITE server or client in RFC 6026
+//! Accepted (after a 2xx) nothing but absorb INVITE retransmissions (server) or hand 2xx
+//! retransmissions and other forks' 2xx to the TU (client) for 64×T1. Each reports
+//! [`Output::Terminated`] at once and becomes a compact record (a keyed hash of its key,
+//! its flow, the response to resend if any, and the deadline) in a FIFO: these records are
+//! what lets one UDP source carry thousands of requests per second, and a proxy thousands
+//! of calls. They are bounded by [`Config::max_completed`], not by
+//! [`Config::max_transactions`], which bounds the transactions in progress
+//! ([`TransactionLayer::len`] against [`TransactionLayer::completed_len`]). A TU that
+//! wants to send another 2xx after the first (a proxy relaying a second fork's) sends it
+//! outside the transaction.
 //!
 //! [`handle_message`]: TransactionLayer::handle_message
 //! [`send_request`]: TransactionLayer::send_request

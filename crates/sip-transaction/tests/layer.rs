@@ -466,7 +466,7 @@ fn invite_server_over_tcp_never_retransmits_and_ack_ends_it() {
 }
 
 #[test]
-fn invite_server_2xx_is_accepted_acks_go_to_tu_until_timer_l() {
+fn invite_server_2xx_is_accepted_as_a_record_until_timer_l() {
     let t0 = Instant::now();
     let mut layer = layer();
     let id = receive_new(&mut layer, invite("z9hG4bKinv7"), udp(), t0);
@@ -477,62 +477,57 @@ fn invite_server_2xx_is_accepted_acks_go_to_tu_until_timer_l() {
             t0 + 10 * MS,
         )
         .unwrap();
-    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
-    assert_eq!(layer.state(id), Some(TransactionState::Accepted));
+    // RFC 6026 Accepted, as a compact record: the transaction is reported over at once and
+    // counts toward no limit.
+    let outputs = drain(&mut layer);
+    assert_eq!(sent_lines(&outputs), ["SIP/2.0 200 Whatever"]);
+    assert_eq!(terminated(&outputs), Some((id, TerminationReason::Normal)));
+    assert_eq!(layer.state(id), None);
+    assert_eq!((layer.len(), layer.completed_len()), (0, 1));
 
-    // INVITE retransmission: absorbed, not answered (the TU retransmits 2xx itself).
+    // INVITE retransmission: absorbed, not answered (the TU retransmits 2xx itself, outside
+    // the transaction).
     layer
         .handle_message(invite("z9hG4bKinv7"), udp(), t0 + SEC)
         .unwrap();
     assert!(drain(&mut layer).is_empty());
-    // The TU retransmits its 2xx through the transaction.
-    layer
-        .send_response(
+    assert_eq!(
+        layer.send_response(
             id,
             response(200, "INVITE", "z9hG4bKinv7", Some("b1")),
-            t0 + SEC,
-        )
-        .unwrap();
-    assert_eq!(sent_lines(&drain(&mut layer)), ["SIP/2.0 200 Whatever"]);
-
-    // The 2xx ACK has its own branch: no transaction, straight to the TU.
-    layer
-        .handle_message(
-            request("ACK", Some("z9hG4bKack7"), 1, Some("b1")),
-            udp(),
-            t0 + 2 * SEC,
-        )
-        .unwrap();
-    let outputs = drain(&mut layer);
-    assert!(matches!(
-        outputs.as_slice(),
-        [Output::Ack {
-            transaction: None,
-            ..
-        }]
-    ));
-    // One reusing the INVITE's branch matches the Accepted transaction: to the TU too.
-    layer
-        .handle_message(
-            request("ACK", Some("z9hG4bKinv7"), 1, Some("b1")),
-            udp(),
-            t0 + 2 * SEC,
-        )
-        .unwrap();
-    let outputs = drain(&mut layer);
-    assert!(matches!(
-        outputs.as_slice(),
-        [Output::Ack { transaction: Some(t), .. }] if *t == id
-    ));
-
-    // Timer L = 64*T1 after the first 2xx.
-    let log = run_until(&mut layer, t0, t0 + 60 * SEC);
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].0, 32_010);
-    assert_eq!(
-        termination(&log[0].1),
-        Some((id, TerminationReason::Normal))
+            t0 + SEC
+        ),
+        Err(SendResponseError::UnknownTransaction)
     );
+
+    // A 2xx ACK, with its own branch or (RFC 2543) the INVITE's: straight to the TU.
+    for branch in ["z9hG4bKack7", "z9hG4bKinv7"] {
+        layer
+            .handle_message(
+                request("ACK", Some(branch), 1, Some("b1")),
+                udp(),
+                t0 + 2 * SEC,
+            )
+            .unwrap();
+        assert!(matches!(
+            drain(&mut layer).as_slice(),
+            [Output::Ack {
+                transaction: None,
+                ..
+            }]
+        ));
+    }
+
+    // Timer L = 64*T1 after the 2xx: then a retransmission is a new request.
+    assert!(run_until(&mut layer, t0, t0 + 60 * SEC).is_empty());
+    assert!(layer.is_empty());
+    layer
+        .handle_message(invite("z9hG4bKinv7"), udp(), t0 + 61 * SEC)
+        .unwrap();
+    assert!(matches!(
+        drain(&mut layer).as_slice(),
+        [Output::Request { .. }]
+    ));
 }
 
 #[test]
@@ -1483,13 +1478,16 @@ fn invite_client_2xx_and_retransmissions_go_to_tu_until_timer_m() {
             t0 + SEC,
         )
         .unwrap();
+    // No ACK for a 2xx; RFC 6026 Accepted as a compact record, reported over at once.
     let outputs = drain(&mut layer);
-    assert!(
-        matches!(outputs.as_slice(), [Output::Response { .. }]),
-        "no ACK for 2xx"
-    );
-    assert_eq!(layer.state(id), Some(TransactionState::Accepted));
-    // A retransmitted 2xx, and a 2xx from another fork: both for the TU.
+    assert!(sent(&outputs).is_empty(), "no ACK for 2xx");
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Response { transaction, .. }, Output::Terminated { .. }] if *transaction == id
+    ));
+    assert_eq!(layer.state(id), None);
+    // A retransmitted 2xx, and a 2xx from another fork: both for the TU, under the
+    // transaction; anything else is absorbed.
     for tag in ["b1", "b2"] {
         layer
             .handle_message(
@@ -1500,17 +1498,20 @@ fn invite_client_2xx_and_retransmissions_go_to_tu_until_timer_m() {
             .unwrap();
         assert!(matches!(
             drain(&mut layer).as_slice(),
-            [Output::Response { .. }]
+            [Output::Response { transaction, .. }] if *transaction == id
         ));
     }
-    // No more INVITE retransmissions.
-    let log = run_until(&mut layer, t0, t0 + 60 * SEC);
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].0, 33_000);
-    assert_eq!(
-        termination(&log[0].1),
-        Some((id, TerminationReason::Normal))
-    );
+    layer
+        .handle_message(
+            response(486, "INVITE", "z9hG4bKic5", Some("b3")),
+            udp(),
+            t0 + 2 * SEC,
+        )
+        .unwrap();
+    assert!(drain(&mut layer).is_empty());
+    // No INVITE retransmissions; timer M ends the record quietly.
+    assert!(run_until(&mut layer, t0, t0 + 60 * SEC).is_empty());
+    assert!(layer.is_empty());
     // After timer M a late 2xx is stray (the core forwards or drops it).
     layer
         .handle_message(
@@ -1706,13 +1707,19 @@ fn many_transactions_fire_in_deadline_order_and_all_go_away() {
             .send_response(id, response(200, "INVITE", &branch, Some("t")), t0 + i * MS)
             .unwrap();
     }
+    // Answered INVITEs live on as records (see invite_server_2xx_is_accepted_…).
     drain(&mut layer);
-    assert_eq!(layer.len(), 200);
-    let log = run_until(&mut layer, t0, t0 + 60 * SEC);
-    let ends: Vec<u128> = log.iter().map(|(at, _)| *at).collect();
-    assert_eq!(ends.len(), 200);
-    assert!(ends.windows(2).all(|w| w[0] < w[1]));
-    assert!(log.iter().all(|(_, output)| termination(output).is_some()));
+    assert_eq!((layer.len(), layer.completed_len()), (0, 200));
+    let mut expired = Vec::new();
+    while let Some(deadline) = layer.poll_timeout() {
+        layer.handle_timeout(deadline);
+        assert!(drain(&mut layer).is_empty());
+        expired.push((deadline - t0, layer.completed_len()));
+    }
+    // One by one, in deadline order, Timer L after each 2xx.
+    assert_eq!(expired.len(), 200);
+    assert_eq!(expired[0], (32 * SEC, 199));
+    assert!(expired.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(layer.is_empty());
     assert_eq!(layer.poll_timeout(), None);
 }
@@ -1794,7 +1801,7 @@ Content-Length: 0
 }
 
 #[test]
-fn cancel_crossing_a_2xx_leaves_the_invite_accepted() {
+fn cancel_crossing_a_2xx_leaves_the_invite_answered() {
     let t0 = Instant::now();
     let mut layer = layer();
     let invite_id = layer.send_request(invite("z9hG4bKx1"), udp(), t0).unwrap();
@@ -1816,9 +1823,11 @@ fn cancel_crossing_a_2xx_leaves_the_invite_accepted() {
     assert!(sent(&outputs).is_empty(), "no ACK for a 2xx");
     assert!(matches!(
         outputs.as_slice(),
-        [Output::Response { transaction, .. }] if *transaction == invite_id
+        [Output::Response { transaction, .. }, Output::Terminated { .. }]
+            if *transaction == invite_id
     ));
-    assert_eq!(layer.state(invite_id), Some(TransactionState::Accepted));
+    // Accepted lives on as a record: the cancelled INVITE's 2xx ended it as a transaction.
+    assert_eq!(layer.state(invite_id), None);
     layer
         .handle_message(
             response(481, "CANCEL", "z9hG4bKx1", Some("b1")),

@@ -181,8 +181,15 @@ fn two_answers_are_both_relayed() {
     net.receive_message(phone_a(), answer(&invites[0], 200, "a-tag"));
     // b answered before our CANCEL reached it (no provisional yet: the CANCEL waits).
     net.receive_message(phone_b(), answer(&invites[1], 200, "b-tag"));
-    let oks = net.statuses(caller());
-    assert_eq!(oks, [200, 200], "RFC 3261 §16.7 step 5: every 2xx goes up");
+    // RFC 3261 §16.7 step 5: every 2xx goes up; the first through the INVITE's server
+    // transaction, the second (that transaction is an RFC 6026 record by then) by its Via.
+    assert_eq!(net.statuses(caller()), [200]);
+    let (to, second) = net.stateless.pop_front().expect("the second 2xx relayed");
+    assert_eq!(to, "10.0.0.1:5060");
+    assert_eq!(
+        (second.status(), second.to_tag()),
+        (Some(200), Some("b-tag"))
+    );
     assert!(
         net.nothing_for(phone_b()),
         "no CANCEL for an answered branch"

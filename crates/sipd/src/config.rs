@@ -953,7 +953,7 @@ mod tests {
         assert_eq!(config.sip.certificate, None);
         assert_eq!(config.sip.t1, Duration::from_millis(500));
         assert_eq!(config.sip.max_transactions, 100_000);
-        assert_eq!(config.sip.max_completed, 131_072);
+        assert_eq!(config.sip.max_completed, 262_144);
         assert_eq!(config.sip.node_id, None);
         assert_eq!(config.registrar.min_expires_secs, 60);
         assert_eq!(config.registrar.default_expires_secs, 3600);
