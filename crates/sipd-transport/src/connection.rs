@@ -277,12 +277,12 @@ impl Connection {
     pub(crate) async fn deliver(&self, message: Bytes) -> bool {
         let delivered = self
             .shared
-            .deliver(TransportEvent::Message(crate::Inbound {
-                flow: self.flow,
-                local: self.local,
-                remote: self.remote,
+            .deliver(TransportEvent::Message(crate::Inbound::new(
+                self.flow,
+                self.local,
+                self.remote,
                 message,
-            }))
+            )))
             .await;
         if delivered {
             bump(&self.shared.counters.of(self.transport).messages_in);

@@ -6,8 +6,9 @@
 //!
 //! * Start: [`Transports::start`]`(`[`TransportConfig`]`)` binds every configured listener
 //!   and returns the handle and a bounded receiver of [`TransportEvent`]s:
-//!   [`TransportEvent::Message`] ([`Inbound`]: flow, transport, addresses, one message) and
-//!   [`TransportEvent::FlowClosed`].
+//!   [`TransportEvent::Message`] ([`Inbound`]: flow, transport, addresses, one message, parsed) and
+//!   [`TransportEvent::FlowClosed`]. [`Transports::start_with_lanes`] spreads them over
+//!   several receivers, by a function of each message.
 //! * Send: [`Transports::send`] to a [`FlowId`] (the connection, or the UDP source address),
 //!   [`Transports::send_udp`] to any address from the UDP listener.
 //! * Connect: [`Transports::connect`]`(`[`Destination`]`)` gives a flow to a destination:
@@ -76,5 +77,5 @@ pub use resolver::{ResolveError, Resolver, ResolverConfig, ResolverSetupError, T
 pub use sip_message::{FlowId, Transport};
 pub use tls::CertificateError;
 pub use transports::{
-    FlowGone, Inbound, LocalAddrs, SendError, StartError, TransportEvent, Transports,
+    FlowGone, Inbound, LaneOf, LocalAddrs, SendError, StartError, TransportEvent, Transports,
 };

@@ -26,7 +26,7 @@ use crate::counters::{bump, Counters, CountersSnapshot};
 use crate::outbound::{self, ConnectError, Connector, Destination};
 use crate::tls::{self, CertificateError, CertificateStore};
 use crate::{stream, udp, websocket};
-use sip_message::{FlowId, Transport};
+use sip_message::{FlowId, Message, ParseError, Transport};
 
 /// One complete SIP message as received.
 #[derive(Debug, Clone)]
@@ -38,11 +38,32 @@ pub struct Inbound {
     pub local: SocketAddr,
     /// The peer's address: the source of the datagram or the far end of the connection.
     pub remote: SocketAddr,
-    /// Exactly one framed message, not yet parsed (`sip_message::Message::parse`).
+    /// Exactly one framed message, as received.
     pub message: Bytes,
+    /// The message parsed (`sip_message::Message::parse`), once, here: the lane it goes to
+    /// may depend on its headers.
+    pub parsed: Result<Message, ParseError>,
 }
 
+impl Inbound {
+    pub(crate) fn new(flow: FlowId, local: SocketAddr, remote: SocketAddr, message: Bytes) -> Self {
+        Inbound {
+            flow,
+            local,
+            remote,
+            parsed: Message::parse(message.clone()),
+            message,
+        }
+    }
+}
+
+/// Picks the lane of an inbound message (see [`Transports::start_with_lanes`]); any number is
+/// taken modulo the lane count.
+pub type LaneOf = Box<dyn Fn(&Inbound) -> usize + Send + Sync>;
+
 /// What the transports tell the core, in order per flow.
+// Nearly every event is a message: boxing it would only add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum TransportEvent {
     Message(Inbound),
@@ -101,10 +122,19 @@ pub enum SendError {
 #[error("flow {0} is closed")]
 pub struct FlowGone(pub FlowId);
 
+/// Why [`Shared::try_deliver`] dropped a message.
+pub(crate) enum Undelivered {
+    Full,
+    Closed,
+}
+
 /// State shared by the handle and every task.
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
-    pub(crate) events: mpsc::Sender<TransportEvent>,
+    /// The core's event queues: a message goes to the lane `lane_of` picks, a closed flow
+    /// to every lane.
+    lanes: Box<[mpsc::Sender<TransportEvent>]>,
+    lane_of: LaneOf,
     /// Open connection flows by connection id.
     pub(crate) flows: DashMap<u64, FlowEntry>,
     /// Open TCP and TLS connections by what `connect` may reuse them for.
@@ -124,13 +154,55 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn lane(&self, inbound: &Inbound) -> &mpsc::Sender<TransportEvent> {
+        &self.lanes[(self.lane_of)(inbound) % self.lanes.len()]
+    }
+
     /// Sends an event to the core, waiting for room (backpressure) unless the transports
     /// are closing; `false` if it was not delivered.
     pub(crate) async fn deliver(&self, event: TransportEvent) -> bool {
+        match event {
+            TransportEvent::Message(inbound) => {
+                let lane = self.lane(&inbound);
+                self.send_waiting(lane, TransportEvent::Message(inbound))
+                    .await
+            }
+            TransportEvent::FlowClosed(flow) => {
+                for lane in &self.lanes {
+                    if !self
+                        .send_waiting(lane, TransportEvent::FlowClosed(flow))
+                        .await
+                    {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    async fn send_waiting(
+        &self,
+        lane: &mpsc::Sender<TransportEvent>,
+        event: TransportEvent,
+    ) -> bool {
         tokio::select! {
             biased;
-            sent = self.events.send(event) => sent.is_ok(),
+            sent = lane.send(event) => sent.is_ok(),
             () = self.closing.cancelled() => false,
+        }
+    }
+
+    /// Hands a message to its lane without waiting; when the lane is full (or its reader
+    /// gone) the message is dropped.
+    pub(crate) fn try_deliver(&self, inbound: Inbound) -> Result<(), Undelivered> {
+        match self
+            .lane(&inbound)
+            .try_send(TransportEvent::Message(inbound))
+        {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Undelivered::Full),
+            Err(TrySendError::Closed(_)) => Err(Undelivered::Closed),
         }
     }
 
@@ -183,6 +255,21 @@ impl Transports {
     pub async fn start(
         config: TransportConfig,
     ) -> Result<(Transports, mpsc::Receiver<TransportEvent>), StartError> {
+        let (transports, mut lanes) = Self::start_with_lanes(config, 1, Box::new(|_| 0)).await?;
+        let events = lanes.pop().expect("one lane");
+        Ok((transports, events))
+    }
+
+    /// [`start`](Self::start) with the events spread over `lanes` receivers (at least one),
+    /// each [`TransportConfig::event_queue_capacity`] deep: a message goes to the lane
+    /// `lane_of` picks for it, a [`TransportEvent::FlowClosed`] to every lane. The listener
+    /// that received a message hands it straight to its lane's reader, so a core with one
+    /// event loop per lane sees each message after a single task switch.
+    pub async fn start_with_lanes(
+        config: TransportConfig,
+        lanes: usize,
+        lane_of: LaneOf,
+    ) -> Result<(Transports, Vec<mpsc::Receiver<TransportEvent>>), StartError> {
         let udp = match config.udp {
             Some(addr) => Some(bind_udp(addr, config.udp_receive_buffer)?),
             None => None,
@@ -223,10 +310,13 @@ impl Transports {
             _ => None,
         };
 
-        let (events, events_rx) = mpsc::channel(config.event_queue_capacity.max(1));
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes.max(1))
+            .map(|_| mpsc::channel(config.event_queue_capacity.max(1)))
+            .unzip();
         let shared = Arc::new(Shared {
             limits: config.limits,
-            events,
+            lanes: senders.into_boxed_slice(),
+            lane_of,
             flows: DashMap::new(),
             reuse: DashMap::new(),
             connector,
@@ -266,7 +356,7 @@ impl Transports {
             ));
         }
         info!(?local, "SIP transports started");
-        Ok((Transports { shared }, events_rx))
+        Ok((Transports { shared }, receivers))
     }
 
     /// The addresses the listeners are bound to.

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, warn};
 
 use crate::counters::bump;
-use crate::transports::{Inbound, Shared, TransportEvent};
+use crate::transports::{Inbound, Shared, Undelivered};
 use sip_message::{FlowId, Transport};
 
 /// Largest UDP payload (65,535 minus the IPv4 and UDP headers is 65,507; IPv6 allows a few
@@ -65,16 +64,16 @@ pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: 
             }
             continue;
         }
-        let event = TransportEvent::Message(Inbound {
-            flow: FlowId::udp(remote),
+        let inbound = Inbound::new(
+            FlowId::udp(remote),
             local,
             remote,
-            message: Bytes::copy_from_slice(datagram),
-        });
-        match shared.events.try_send(event) {
+            Bytes::copy_from_slice(datagram),
+        );
+        match shared.try_deliver(inbound) {
             Ok(()) => bump(&counters.messages_in),
-            Err(TrySendError::Full(_)) => bump(&counters.dropped_overload),
-            Err(TrySendError::Closed(_)) => {
+            Err(Undelivered::Full) => bump(&counters.dropped_overload),
+            Err(Undelivered::Closed) => {
                 warn!("the core stopped receiving: UDP listener stops");
                 return;
             }

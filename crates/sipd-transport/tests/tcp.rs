@@ -391,3 +391,38 @@ async fn extreme_limits_do_not_panic() {
     );
     transports.shutdown().await;
 }
+
+#[tokio::test]
+async fn lanes_get_the_messages_their_function_picks_and_every_close() {
+    // Lane by the message's Call-ID: "one…" to lane 1, anything else to lane 0.
+    let lane_of: sipd_transport::LaneOf = Box::new(|inbound| {
+        let message = inbound.parsed.as_ref().expect("parsed by the transports");
+        usize::from(message.call_id().unwrap().starts_with("one"))
+    });
+    let (transports, mut lanes) =
+        sipd_transport::Transports::start_with_lanes(config(), 2, lane_of)
+            .await
+            .unwrap();
+    let mut client = connect(&transports).await;
+    client.write_all(&request("zero")).await.unwrap();
+    client.write_all(&request("one")).await.unwrap();
+    client.write_all(&request("zero-again")).await.unwrap();
+
+    let first = next_message(&mut lanes[0]).await;
+    assert_eq!(first.message, request("zero"));
+    assert_eq!(next_message(&mut lanes[1]).await.message, request("one"));
+    assert_eq!(
+        next_message(&mut lanes[0]).await.message,
+        request("zero-again")
+    );
+
+    drop(client);
+    for lane in &mut lanes {
+        assert_eq!(
+            next_close(lane).await,
+            first.flow,
+            "every lane hears of the close"
+        );
+    }
+    transports.shutdown().await;
+}

@@ -30,6 +30,8 @@ async fn datagram_in_reply_out_to_the_source_address() {
 
     let inbound = next_message(&mut events).await;
     assert_eq!(inbound.message, request("u1"));
+    let parsed = inbound.parsed.as_ref().expect("parsed on arrival");
+    assert_eq!(parsed.call_id(), Ok("u1@192.0.2.1"));
     assert_eq!(inbound.flow.transport(), Transport::Udp);
     assert_eq!(inbound.remote, client.local_addr().unwrap());
     assert_eq!(inbound.local, server);
@@ -174,5 +176,29 @@ async fn stun_binding_request_keepalive_is_answered_with_the_source_address() {
         request("after-stun")
     );
     assert_eq!(transports.counters().udp.keepalives_in, 1);
+    transports.shutdown().await;
+}
+
+#[tokio::test]
+async fn datagrams_go_to_the_lane_picked_for_them_unparsable_ones_too() {
+    let lane_of: sipd_transport::LaneOf =
+        Box::new(|inbound| if inbound.parsed.is_ok() { 1 } else { 2 });
+    let (transports, mut lanes) =
+        sipd_transport::Transports::start_with_lanes(config(), 3, lane_of)
+            .await
+            .unwrap();
+    let server = transports.local_addrs().udp.unwrap();
+    let client = client().await;
+    client
+        .send_to(b"NOT SIP AT ALL\r\n\r\n", server)
+        .await
+        .unwrap();
+    client.send_to(&request("u2"), server).await.unwrap();
+
+    let bad = next_message(&mut lanes[2]).await;
+    assert!(bad.parsed.is_err());
+    assert_eq!(bad.message, &b"NOT SIP AT ALL\r\n\r\n"[..]);
+    assert_eq!(next_message(&mut lanes[1]).await.message, request("u2"));
+    assert!(lanes[0].try_recv().is_err(), "nothing picked lane 0");
     transports.shutdown().await;
 }

@@ -1,11 +1,12 @@
 //! SIP in the binary: the transports, the registrar service, the proxy's service shell and N
 //! shard event loops (N = available parallelism), each owning a sans-IO `Proxy` (a
-//! transaction layer and the proxy core). A distributor task reads the transports' event
-//! channel, parses each message once and hands it to its shard: a response to the shard
-//! named in its top Via branch (the shard that holds its client transaction), a request by
-//! its Call-ID (so a request, its retransmissions, its CANCEL and ACK, and the rest of its
-//! dialog meet the same shard, while one UDP source carrying many calls or registrations
-//! spreads over all of them).
+//! transaction layer and the proxy core). Each shard reads its own lane of the transports'
+//! events: the listener that received a message parses it and hands it to its shard's lane
+//! directly: a response to the shard named in its top Via branch (the shard that holds its
+//! client transaction), a request by its Call-ID (so a request, its retransmissions, its
+//! CANCEL and ACK, and the rest of its dialog meet the same shard, while one UDP source
+//! carrying many calls or registrations spreads over all of them). A closed connection is
+//! told to every shard.
 
 mod shard;
 
@@ -13,7 +14,7 @@ use crate::config::{Config, Listen};
 use crate::secret::SecretKey;
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use shard::{Context, Shard, ShardInput};
+use shard::{Context, Shard};
 use sip_message::{Message, Transport};
 use sip_transaction::Timers;
 use sipd_proxy::service::ProxyService;
@@ -23,19 +24,15 @@ use sipd_registrar::RegistrarConfig;
 use sipd_store::Store;
 use sipd_transport::{
     CertificateFiles, Limits, LocalAddrs, Resolver, ResolverConfig, TlsClientConfig,
-    TransportConfig, TransportEvent, Transports,
+    TransportConfig, Transports,
 };
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
-
-/// Messages waiting for one shard; past it the distributor waits (backpressure on streams,
-/// drops on UDP in the transports).
-const SHARD_QUEUE_CAPACITY: usize = 4096;
 
 /// The running SIP side of the server.
 pub struct SipServer {
@@ -70,9 +67,11 @@ impl SipServer {
                 config.sip.domain
             );
         }
-        let (transports, events) = Transports::start(transport_config(config))
-            .await
-            .context("cannot start the SIP listeners")?;
+        let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (transports, lanes) =
+            Transports::start_with_lanes(transport_config(config), shard_count, lane_of())
+                .await
+                .context("cannot start the SIP listeners")?;
         let local = transports.local_addrs();
         log_listeners(&local);
         let resolver = Resolver::new(&ResolverConfig {
@@ -103,15 +102,13 @@ impl SipServer {
         // One hasher for every shard: a request looping back is recognised by any of them.
         let loop_hasher = std::hash::RandomState::new();
         let (stop, stopped) = watch::channel(false);
-        let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
         let context = Arc::new(Context {
             transports: transports.clone(),
             registrar: registrar.clone(),
             service,
         });
         let mut tasks = JoinSet::new();
-        let mut shard_queues = Vec::with_capacity(shard_count);
-        for index in 0..shard_count {
+        for (index, lane) in lanes.into_iter().enumerate() {
             let proxy_config = ProxyConfig {
                 local: local_domain.clone(),
                 default_ip,
@@ -132,11 +129,14 @@ impl SipServer {
                 format!("{}-{index}-", tag_safe(&node_id)),
             )
             .map_err(|error| anyhow::anyhow!("invalid SIP timers: {error}"))?;
-            let (queue, inbound) = mpsc::channel(SHARD_QUEUE_CAPACITY);
-            shard_queues.push(queue);
-            tasks.spawn(Shard::run(context.clone(), proxy, inbound, stopped.clone()));
+            tasks.spawn(Shard::run(
+                context.clone(),
+                index,
+                proxy,
+                lane,
+                stopped.clone(),
+            ));
         }
-        tasks.spawn(distribute(events, shard_queues, registrar.clone(), stopped));
         Ok(SipServer {
             transports,
             registrar,
@@ -166,58 +166,26 @@ impl SipServer {
     }
 }
 
-/// Hands each message to its shard (see the module docs); connection ends go to the
-/// registrar and to every shard.
-async fn distribute(
-    mut events: mpsc::Receiver<TransportEvent>,
-    shards: Vec<mpsc::Sender<ShardInput>>,
-    registrar: RegistrarService,
-    mut stop: watch::Receiver<bool>,
-) {
+/// The shard (lane) of each message (see the module docs); a message that does not parse
+/// goes by its flow, for its 400.
+fn lane_of() -> sipd_transport::LaneOf {
     let hasher = std::hash::RandomState::new();
-    let count = shards.len().max(1);
-    loop {
-        let event = tokio::select! {
-            event = events.recv() => event,
-            _ = stop.changed() => None,
-        };
-        match event {
-            Some(TransportEvent::Message(inbound)) => {
-                let parsed = Message::parse(inbound.message.clone());
-                let index = match &parsed {
-                    Ok(message) => shard_of(message, &hasher, count),
-                    Err(_) => (hasher.hash_one(inbound.flow) % count as u64) as usize,
-                };
-                if let Some(shard) = shards.get(index) {
-                    // Fails only once the shard stopped: shutting down, the message is dropped.
-                    let _ = shard.send(ShardInput::Received { inbound, parsed }).await;
-                }
-            }
-            Some(TransportEvent::FlowClosed(flow)) => {
-                registrar.flow_closed(flow);
-                // Any shard may have sent requests over it.
-                for shard in &shards {
-                    let _ = shard.send(ShardInput::FlowClosed(flow)).await;
-                }
-            }
-            None => break,
-        }
-    }
+    Box::new(move |inbound| match &inbound.parsed {
+        Ok(message) => shard_of(message, &hasher),
+        Err(_) => hasher.hash_one(inbound.flow) as usize,
+    })
 }
 
-/// The shard of a message: for a response, the one its top Via branch names (ours); else by
-/// Call-ID.
-fn shard_of(message: &Message, hasher: &std::hash::RandomState, count: usize) -> usize {
+/// The shard of a message: for a response, the one its top Via branch names (ours, so below
+/// the shard count); else by Call-ID. Taken modulo the shard count by the transports.
+fn shard_of(message: &Message, hasher: &std::hash::RandomState) -> usize {
     if message.is_response() {
         if let Some(shard) = message.branch().and_then(sipd_proxy::shard_of) {
-            let shard = usize::from(shard);
-            if shard < count {
-                return shard;
-            }
+            return usize::from(shard);
         }
     }
     match message.call_id() {
-        Ok(call_id) => (hasher.hash_one(call_id) % count as u64) as usize,
+        Ok(call_id) => hasher.hash_one(call_id) as usize,
         Err(_) => 0,
     }
 }
