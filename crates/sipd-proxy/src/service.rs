@@ -39,23 +39,34 @@ impl ProxyService {
         }
     }
 
+    /// The answer to `Output::Authenticate` when it needs no waiting: the user's credentials
+    /// are in memory (the common case). `None`: call [`authenticate`](Self::authenticate).
+    pub fn authenticate_now(&self, request: &Message) -> Option<Result<EndpointInfo, AuthRefusal>> {
+        let result = self
+            .registrar
+            .authenticate_cached(request, SystemTime::now())?;
+        Some(result.map_err(|response| refusal(request, response)))
+    }
+
     /// The answer to `Output::Authenticate`.
     pub async fn authenticate(&self, request: &Message) -> Result<EndpointInfo, AuthRefusal> {
         self.registrar
             .authenticate(request, SystemTime::now())
             .await
-            .map_err(|response| AuthRefusal {
-                response: Message::parse(response.bytes).unwrap_or_else(|_| request.clone()),
-            })
+            .map_err(|response| refusal(request, response))
+    }
+
+    /// The answer to `Output::Locate` when it needs no waiting: the endpoint is in memory.
+    /// `None`: call [`locate`](Self::locate).
+    pub fn locate_now(&self, username: &str) -> Option<Result<Option<Callee>, ()>> {
+        let located = self.registrar.locate_cached(username, SystemTime::now())?;
+        Some(Ok(located.map(callee)))
     }
 
     /// The answer to `Output::Locate`: `Err` when the location service cannot be read.
     pub async fn locate(&self, username: &str) -> Result<Option<Callee>, ()> {
         match self.registrar.locate(username, SystemTime::now()).await {
-            Ok(located) => Ok(located.map(|located| Callee {
-                endpoint: located.endpoint,
-                registrations: located.bindings.iter().map(registration).collect(),
-            })),
+            Ok(located) => Ok(located.map(callee)),
             Err(error) => {
                 tracing::warn!(%error, "location service unavailable");
                 Err(())
@@ -149,6 +160,19 @@ impl ProxyService {
         if let Err(error) = sent {
             tracing::debug!(%addr, %error, "stateless response not sent");
         }
+    }
+}
+
+fn refusal(request: &Message, response: sipd_registrar::Response) -> AuthRefusal {
+    AuthRefusal {
+        response: Message::parse(response.bytes).unwrap_or_else(|_| request.clone()),
+    }
+}
+
+fn callee(located: sipd_registrar::service::Located) -> Callee {
+    Callee {
+        registrations: located.bindings.iter().map(registration).collect(),
+        endpoint: located.endpoint,
     }
 }
 

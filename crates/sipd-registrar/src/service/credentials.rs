@@ -58,6 +58,20 @@ impl CredentialCache {
         &self.shards[(hash % SHARDS as u64) as usize]
     }
 
+    /// The user's credentials (`None`: no such user) if memory has the answer; `None`
+    /// when only the store does.
+    pub(crate) fn cached(
+        &self,
+        username: &str,
+        now_ms: i64,
+    ) -> Option<Option<Arc<DigestCredentials>>> {
+        match lock(self.shard(username)).get(username) {
+            Some(Entry::Known(credentials)) => Some(Some(credentials.clone())),
+            Some(Entry::Unknown { until_ms }) if *until_ms > now_ms => Some(None),
+            _ => None,
+        }
+    }
+
     /// The user's credentials (`None`: no such user), from memory or else from the store.
     pub(crate) async fn get(
         &self,
@@ -65,10 +79,8 @@ impl CredentialCache {
         username: &str,
         now_ms: i64,
     ) -> Result<Option<Arc<DigestCredentials>>, StoreError> {
-        match lock(self.shard(username)).get(username) {
-            Some(Entry::Known(credentials)) => return Ok(Some(credentials.clone())),
-            Some(Entry::Unknown { until_ms }) if *until_ms > now_ms => return Ok(None),
-            _ => {}
+        if let Some(cached) = self.cached(username, now_ms) {
+            return Ok(cached);
         }
         let generation = self.generation.load(Ordering::Acquire);
         let fetched = store

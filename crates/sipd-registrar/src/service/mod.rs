@@ -400,6 +400,41 @@ impl RegistrarService {
         verified
     }
 
+    /// [`authenticate`](Self::authenticate) without waiting, when its answer needs no
+    /// database read; `None` when the user's credentials are not in memory (then call
+    /// `authenticate`).
+    pub fn authenticate_cached(
+        &self,
+        request: &Message,
+        now: SystemTime,
+    ) -> Option<Result<EndpointInfo, Response>> {
+        let now_ms = unix_ms(now);
+        let inner = &self.inner;
+        let mut registrar = inner.registrar();
+        let pending = match registrar
+            .authenticator()
+            .screen(request, AuthRole::Proxy, now_ms)
+        {
+            Ok(pending) => pending,
+            Err(response) => return Some(Err(response)),
+        };
+        let credentials = inner.credentials.cached(pending.username(), now_ms)?;
+        Some(
+            registrar
+                .authenticator()
+                .verify(pending, credentials.as_deref(), now_ms)
+                .map(|credentials| credentials.endpoint.clone()),
+        )
+    }
+
+    /// [`locate`](Self::locate) without waiting, when the endpoint is in memory (or known
+    /// not to exist); `None` otherwise.
+    pub fn locate_cached(&self, username: &str, now: SystemTime) -> Option<Option<Located>> {
+        let now_ms = unix_ms(now);
+        let credentials = self.inner.credentials.cached(username, now_ms)?;
+        Some(credentials.map(|credentials| self.inner.located(&credentials, now_ms)))
+    }
+
     /// The endpoint named `username` and its live bindings at `now`; `None` if there is no such
     /// endpoint. Reads the database only when the endpoint is not cached.
     pub async fn locate(
@@ -413,12 +448,7 @@ impl RegistrarService {
             .credentials
             .get(&inner.store, username, now_ms)
             .await?;
-        Ok(credentials.map(|credentials| Located {
-            bindings: inner
-                .location
-                .live(credentials.endpoint.endpoint_pk, now_ms),
-            endpoint: credentials.endpoint.clone(),
-        }))
+        Ok(credentials.map(|credentials| inner.located(&credentials, now_ms)))
     }
 
     /// Stops the tasks and waits for background commits (closed flows) to finish. REGISTERs in
@@ -431,6 +461,13 @@ impl RegistrarService {
 }
 
 impl Inner {
+    fn located(&self, credentials: &crate::DigestCredentials, now_ms: i64) -> Located {
+        Located {
+            bindings: self.location.live(credentials.endpoint.endpoint_pk, now_ms),
+            endpoint: credentials.endpoint.clone(),
+        }
+    }
+
     fn registrar(&self) -> MutexGuard<'_, Registrar> {
         // The core's state stays consistent between calls; a panic elsewhere does not spoil it.
         self.registrar

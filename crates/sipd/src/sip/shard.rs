@@ -1,40 +1,30 @@
 //! One SIP event loop: it owns a sans-IO `Proxy` (transaction layer and proxy core) and its
 //! timers, and does the I/O the proxy asks for: bytes onto flows, REGISTERs to the
 //! registrar, and the proxy's lookups (authentication, location, next hops) through the
-//! proxy's service shell. Lookups run as tasks; their answers come back through
-//! `completions`, so the loop never waits on the database or the network.
+//! proxy's service shell. Lookups that memory answers (cached credentials, the location
+//! service, an open flow) are answered at once; the others run as tasks whose answers come
+//! back through `completions`, so the loop never waits on the database or the network.
 
-use sip_message::{FlowId, Message, ParseError};
+use sip_message::{FlowId, Message};
 use sip_transaction::TransactionId;
 use sipd_proxy::service::{log_event, ProxyService};
 use sipd_proxy::{Arrival, AuthRefusal, BranchId, Callee, ContextId, HopFailure, Output, Proxy};
 use sipd_registrar::service::{RegisterOutcome, RegistrarService};
 use sipd_registrar::{EndpointInfo, Source};
-use sipd_transport::{Inbound, Transports};
-use std::future::pending;
+use sipd_transport::{Inbound, TransportEvent, Transports};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
+
+/// At most this many queued messages are handled in one pass of the loop.
+const BATCH: usize = 32;
 
 /// What every shard shares.
 pub struct Context {
     pub transports: Transports,
     pub registrar: RegistrarService,
     pub service: ProxyService,
-}
-
-/// What the distributor hands a shard.
-// Nearly every input is a message: boxing it would only add an allocation to each.
-#[allow(clippy::large_enum_variant)]
-pub enum ShardInput {
-    /// A message from the transports, parsed once by the distributor.
-    Received {
-        inbound: Inbound,
-        parsed: Result<Message, ParseError>,
-    },
-    /// A connection closed (every shard hears of it).
-    FlowClosed(FlowId),
 }
 
 /// The answer to something the shard started in a task.
@@ -63,6 +53,8 @@ enum Completion {
 
 pub struct Shard {
     context: Arc<Context>,
+    /// Shard 0 also tells the registrar of closed connections.
+    index: usize,
     proxy: Proxy,
     completions: mpsc::UnboundedSender<Completion>,
     /// Tasks started and not completed yet.
@@ -74,39 +66,50 @@ impl Shard {
     /// it started has completed.
     pub async fn run(
         context: Arc<Context>,
+        index: usize,
         proxy: Proxy,
-        mut inbound: mpsc::Receiver<ShardInput>,
+        mut inbound: mpsc::Receiver<TransportEvent>,
         mut stop: watch::Receiver<bool>,
     ) {
         let (completions, mut completed) = mpsc::unbounded_channel();
         let mut shard = Shard {
             context,
+            index,
             proxy,
             completions,
             in_flight: 0,
         };
         let mut accepting = true;
+        // One timer, moved only when the proxy's next deadline moves: re-creating it on every
+        // pass would register it with the runtime's timer wheel for every message.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
             let deadline = shard.proxy.poll_timeout();
-            let timer = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => pending().await,
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at.into());
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
                 input = inbound.recv(), if accepting => match input {
-                    Some(ShardInput::Received { inbound, parsed }) => {
-                        shard.handle_received(inbound, parsed).await
-                    }
-                    Some(ShardInput::FlowClosed(flow)) => {
-                        shard.proxy.handle_flow_closed(flow, Instant::now());
-                        shard.drain().await;
+                    Some(event) => {
+                        shard.handle_event(event).await;
+                        // What queued up meanwhile, before looking at timers again.
+                        for _ in 1..BATCH {
+                            match inbound.try_recv() {
+                                Ok(event) => shard.handle_event(event).await,
+                                Err(_) => break,
+                            }
+                        }
                     }
                     None => accepting = false,
                 },
                 Some(done) = completed.recv() => shard.complete(done).await,
-                () = timer => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     shard.proxy.handle_timeout(Instant::now());
                     shard.drain().await;
                 }
@@ -118,12 +121,26 @@ impl Shard {
         }
     }
 
-    async fn handle_received(&mut self, inbound: Inbound, parsed: Result<Message, ParseError>) {
+    async fn handle_event(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::Message(inbound) => self.handle_received(inbound).await,
+            TransportEvent::FlowClosed(flow) => {
+                if self.index == 0 {
+                    self.context.registrar.flow_closed(flow);
+                }
+                self.proxy.handle_flow_closed(flow, Instant::now());
+                self.drain().await;
+            }
+        }
+    }
+
+    async fn handle_received(&mut self, inbound: Inbound) {
         let Inbound {
             flow,
             local,
             remote,
             message: raw,
+            parsed,
         } = inbound;
         let message = match parsed {
             Ok(message) => message,
@@ -170,18 +187,31 @@ impl Shard {
                     arrival,
                 } => self.start_register(transaction, request, arrival),
                 Output::Authenticate { context, request } => {
-                    let service = self.context.service.clone();
-                    self.spawn(async move {
-                        let result = service.authenticate(&request).await;
-                        Completion::Authenticated { context, result }
-                    });
+                    match self.context.service.authenticate_now(&request) {
+                        Some(result) => {
+                            self.proxy
+                                .handle_authenticated(context, result, Instant::now())
+                        }
+                        None => {
+                            let service = self.context.service.clone();
+                            self.spawn(async move {
+                                let result = service.authenticate(&request).await;
+                                Completion::Authenticated { context, result }
+                            });
+                        }
+                    }
                 }
                 Output::Locate { context, username } => {
-                    let service = self.context.service.clone();
-                    self.spawn(async move {
-                        let result = service.locate(&username).await;
-                        Completion::Located { context, result }
-                    });
+                    match self.context.service.locate_now(&username) {
+                        Some(result) => self.proxy.handle_located(context, result, Instant::now()),
+                        None => {
+                            let service = self.context.service.clone();
+                            self.spawn(async move {
+                                let result = service.locate(&username).await;
+                                Completion::Located { context, result }
+                            });
+                        }
+                    }
                 }
                 Output::OpenHop {
                     context,
