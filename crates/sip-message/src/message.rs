@@ -313,6 +313,98 @@ impl Message {
         })
     }
 
+    /// This message with `replacement` in place of `range` of [`as_bytes`](Self::as_bytes),
+    /// indexed by moving the existing index instead of parsing again. `None` when a boundary
+    /// of the start line, a header or the body falls strictly inside `range` (the caller
+    /// then has to parse), or the result would be too long to index.
+    pub(crate) fn spliced(
+        &self,
+        range: std::ops::Range<usize>,
+        replacement: &[u8],
+    ) -> Option<Message> {
+        let base = self.extent.start as usize;
+        let (a, b) = (base.checked_add(range.start)?, base.checked_add(range.end)?);
+        if a > b || b > self.extent.end as usize {
+            return None;
+        }
+        let old = self.bytes.get(base..self.extent.end as usize)?;
+        let new_len = old.len() - (b - a) + replacement.len();
+        if new_len >= u32::MAX as usize {
+            return None;
+        }
+        // A start at the splice point stays before it; an end there moves past the new bytes.
+        let start = |p: u32| -> Option<u32> {
+            let p = p as usize;
+            if p <= a {
+                Some((p - base) as u32)
+            } else if p >= b {
+                Some((p - b + (a - base) + replacement.len()) as u32)
+            } else {
+                None
+            }
+        };
+        let end = |p: u32| -> Option<u32> {
+            let p = p as usize;
+            if p >= b {
+                Some((p - b + (a - base) + replacement.len()) as u32)
+            } else if p <= a {
+                Some((p - base) as u32)
+            } else {
+                None
+            }
+        };
+        let span = |s: Span| -> Option<Span> {
+            Some(Span {
+                start: start(s.start)?,
+                end: end(s.end)?,
+            })
+        };
+        let start_line = match self.start_line {
+            StartLine::Request {
+                method,
+                uri,
+                version,
+            } => StartLine::Request {
+                method: span(method)?,
+                uri: span(uri)?,
+                version: span(version)?,
+            },
+            StartLine::Response {
+                version,
+                code,
+                reason,
+            } => StartLine::Response {
+                version: span(version)?,
+                code,
+                reason: span(reason)?,
+            },
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| {
+                Some(HeaderEntry {
+                    name: h.name,
+                    raw_name: span(h.raw_name)?,
+                    value: span(h.value)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let body = span(self.body)?;
+        let mut bytes = Vec::with_capacity(new_len);
+        bytes.extend_from_slice(&old[..a - base]);
+        bytes.extend_from_slice(replacement);
+        bytes.extend_from_slice(&old[b - base..]);
+        Some(Message {
+            bytes: Bytes::from(bytes),
+            extent: Span::new(0, new_len),
+            start_line,
+            headers,
+            body,
+            content_length: self.content_length,
+        })
+    }
+
     fn slice(&self, span: Span) -> &[u8] {
         self.bytes.get(span.range()).unwrap_or_default()
     }

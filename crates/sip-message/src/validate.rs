@@ -56,33 +56,29 @@ impl Message {
                 }
             }
         }
-        for name in [
+        // Call-ID, From, To and CSeq exactly once, Max-Forwards at most once: one pass.
+        const SINGLE: [HeaderName; 5] = [
             HeaderName::CallId,
             HeaderName::From,
             HeaderName::To,
             HeaderName::CSeq,
-        ] {
-            let mut lines = self.headers().filter(|h| h.name == name);
-            let first = lines.next();
-            if first.is_none() {
-                return Err(bad_request(
-                    ParseError::new(ErrorKind::MissingHeader, 0).in_header(name),
-                ));
-            }
-            if let Some(second) = lines.next() {
-                return Err(bad_request(
-                    ParseError::new(ErrorKind::DuplicateHeader, second.offset).in_header(name),
-                ));
+            HeaderName::MaxForwards,
+        ];
+        let mut seen = [false; SINGLE.len()];
+        for header in self.headers() {
+            if let Some(i) = SINGLE.iter().position(|name| *name == header.name) {
+                if seen[i] {
+                    return Err(bad_request(
+                        ParseError::new(ErrorKind::DuplicateHeader, header.offset)
+                            .in_header(header.name),
+                    ));
+                }
+                seen[i] = true;
             }
         }
-        if let Some(second) = self
-            .headers()
-            .filter(|h| h.name == HeaderName::MaxForwards)
-            .nth(1)
-        {
+        if let Some(i) = seen[..4].iter().position(|seen| !seen) {
             return Err(bad_request(
-                ParseError::new(ErrorKind::DuplicateHeader, second.offset)
-                    .in_header(HeaderName::MaxForwards),
+                ParseError::new(ErrorKind::MissingHeader, 0).in_header(SINGLE[i]),
             ));
         }
         self.call_id().map_err(bad_request)?;
@@ -100,8 +96,12 @@ impl Message {
                 ));
             }
         }
-        self.top_via().map_err(bad_request)?;
-        for via in self.vias() {
+        // Every Via parses, and there is one (`top_via` names the missing header).
+        let mut vias = self.vias().peekable();
+        if vias.peek().is_none() {
+            self.top_via().map_err(bad_request)?;
+        }
+        for via in vias {
             via.map_err(bad_request)?;
         }
         self.max_forwards().map_err(bad_request)?;

@@ -3,8 +3,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use bytes::{BufMut, BytesMut};
-
 use crate::error::{ErrorKind, ParseError};
 use crate::message::Message;
 use crate::params::{parse_params, Params};
@@ -185,28 +183,27 @@ impl Message {
         let params_start = start + element.len().checked_sub(params.len())?;
         let end = start + element.len();
 
-        let mut out = BytesMut::with_capacity(bytes.len() + 48);
-        out.put_slice(bytes.get(..params_start)?);
+        let mut params_out = Vec::with_capacity(params.len() + 48);
         for param in via.params().iter() {
             if param.name.eq_ignore_ascii_case("received")
                 || param.name.eq_ignore_ascii_case("rport")
             {
                 continue;
             }
-            out.put_u8(b';');
-            out.put_slice(param.name.as_bytes());
+            params_out.push(b';');
+            params_out.extend_from_slice(param.name.as_bytes());
             if let Some(value) = param.value {
-                out.put_u8(b'=');
-                out.put_slice(value);
+                params_out.push(b'=');
+                params_out.extend_from_slice(value);
             }
         }
-        let mut writer = (&mut out).writer();
-        let _ = write!(writer, ";received={}", source.ip());
+        let _ = write!(params_out, ";received={}", source.ip());
         if wants_rport {
-            let _ = write!(writer, ";rport={}", source.port());
+            let _ = write!(params_out, ";rport={}", source.port());
         }
-        out.put_slice(bytes.get(end..)?);
-        Message::parse(out.freeze()).ok()
+        // Only the top Via's parameters change: nothing else in the index moves but by the
+        // length difference.
+        self.spliced(params_start..end, &params_out)
     }
 }
 
