@@ -21,9 +21,11 @@ Per step and server: offered and achieved rate, calls, failed calls (sipp's fail
 never completed), retransmissions (sipp, both sides), p50/p90/p99 of INVITE->200 (first INVITE
 sent to 200 received, the 407 round included) and of BYE->200 (sipp -trace_rtt, every call),
 the server's CPU, its memory (PSS: Kamailio's processes share memory, PSS counts it once)
-before the step and at its peak, and that growth divided by the calls in progress (rate x
-hold time, the hold time being --pause-ms): memory per call, transactions the server still holds
-after a call included. Then sipd / Kamailio ratios.
+before the step and at its peak, and that growth divided by the most calls up at once (rate x
+the hold time --pause-ms, or x the step's length when that is shorter): memory per call,
+transactions the server still holds after a call included. A hold longer than the step
+(e.g. --seconds 20 --pause-ms 60000) measures the calls in progress alone: every call is up at
+the step's end and none has ended. Then sipd / Kamailio ratios.
 
 All traffic is on 127.0.0.1; every sipp run is bounded in calls and time.
 """
@@ -48,7 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop", "sip"))
 import sip_tools as t  # noqa: E402
 import sipd_harness as h  # noqa: E402
-from register_load import PG_SERVER, percentile, proc_cpu_seconds, psql  # noqa: E402
+from register_load import PG_SERVER, cpu_seconds, percentile, psql  # noqa: E402
 
 DOMAIN = t.KAMAILIO_DOMAIN
 SIPD_PORT = 16070
@@ -116,16 +118,6 @@ class KamailioServer:
 
     def stop(self):
         return self.kamailio.stop()
-
-
-def cpu_seconds(pids):
-    total = 0.0
-    for pid in pids:
-        try:
-            total += proc_cpu_seconds(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
 
 
 def write_csv(path, lines):
@@ -237,7 +229,8 @@ class Load:
         failed = int(stat.get("FailedCall(C)", "0") or 0)
         failed += max(0, calls - successful - failed)  # calls never started or never finished
         peak = max(samples, default=mem0)
-        in_progress = rate * hold_s
+        # At most rate x hold calls are up at once; fewer when the step ends first.
+        in_progress = rate * min(hold_s, seconds)
         # sipp's error lines: "DATE<TAB>TIME<TAB>EPOCH: text"; the first text says what failed.
         first_error = next((l.split(": ", 1)[1].strip()[:160] for l in caller.errors().splitlines()
                             if re.match(r"\d{4}-\d\d-\d\d\t", l) and ": " in l), "")

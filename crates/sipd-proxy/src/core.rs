@@ -1544,7 +1544,7 @@ impl ProxyCore {
         if let Some(transaction) = ctx.server {
             let mut builder = ctx.request.response(status).to_tag(&tag);
             if let Some(reason) = reason {
-                builder = builder.reason(&header_safe(reason));
+                builder = builder.reason(&sip_message::safe_reason(reason));
             }
             if status == 503 {
                 builder = builder.header("Retry-After", "5");
@@ -1648,7 +1648,7 @@ impl ProxyCore {
     }
 
     fn warning(&self, text: &str) -> String {
-        let escaped: String = header_safe(text).replace(['"', '\\'], "'");
+        let escaped: String = sip_message::safe_reason(text).replace(['"', '\\'], "'");
         format!("399 {} \"{escaped}\"", self.config.local.domain())
     }
 
@@ -1732,20 +1732,6 @@ fn number_at(gateway: &str, number: &str) -> String {
     let (scheme, rest) = gateway.split_once(':').unwrap_or(("sip", gateway));
     let host_part = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     format!("{scheme}:{number}@{host_part}")
-}
-
-/// Text made safe for a reason phrase or header value: printable ASCII only.
-fn header_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .take(160)
-        .collect()
 }
 
 /// RFC 3261 §16.6 step 11 asks for more than three minutes.
